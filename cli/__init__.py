@@ -1,0 +1,1 @@
+"""The `shipseg` command line: argument parsing and printing only; the work is in samgeo_ship."""

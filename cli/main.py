@@ -1,0 +1,41 @@
+"""Entry point of the `shipseg` command: the Click group and the error handling every command shares."""
+
+import sys
+
+import click
+
+from samgeo_ship import __version__
+from samgeo_ship.errors import ShipsegError
+
+from cli import prepare as prepare_cmd
+from cli import synth as synth_cmd
+
+
+class ShipsegGroup(click.Group):
+    """Turns a ShipsegError raised anywhere below into one line on stderr and exit code 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ShipsegError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=ShipsegGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="shipseg")
+def cli():
+    """Find ships in aerial and satellite imagery with Segment Anything."""
+
+
+# Each command lives in its own module under cli/ and is added here, so this file is the one list of them.
+for _command in (prepare_cmd.prepare, synth_cmd.synth):
+    cli.add_command(_command)
+
+
+def main():
+    cli(prog_name="shipseg")
+
+
+if __name__ == "__main__":
+    main()

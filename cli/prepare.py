@@ -1,0 +1,31 @@
+"""`shipseg prepare`: a scene and its ship labels -> a tiled training dataset."""
+
+import click
+
+from cli.progress import progress_bar
+from samgeo_ship.dataset import prepare_dataset
+
+
+@click.command("prepare")
+@click.argument("scene", type=click.Path(dir_okay=False))
+@click.argument("labels", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Dataset directory to write.")
+@click.option("--bands", default=None, help="Bands by description or 1-based index, e.g. B04,B03,B02 or 3,2,1.")
+@click.option("--tile-size", default=512, show_default=True, type=click.IntRange(min=16), help="Tile size in px.")
+@click.option("--overlap", default=32, show_default=True, type=click.IntRange(min=0), help="Halo per side in px.")
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def prepare(scene, labels, output, bands, tile_size, overlap, overwrite, quiet):
+    """Tile SCENE and rasterise the ships in LABELS (GeoJSON, GeoPackage, Shapefile, GeoParquet or COCO JSON)
+    into a training dataset.
+
+    Example: shipseg prepare scene.tif ships.geojson -o dataset/ --bands B04,B03,B02
+    """
+    with progress_bar("tiles", quiet) as update:
+        summary = prepare_dataset(scene, labels, output, bands=bands, tile_size=tile_size, overlap=overlap,
+                                  overwrite=overwrite, progress=update)
+    dropped = ", ".join(f"{n} {reason}" for reason, n in summary.dropped.items()) or "none"
+    click.echo(f"{output}: {summary.tiles} tiles ({summary.tiles_skipped_nodata} skipped as nodata), "
+               f"{summary.ships} ships ({summary.ships_in_tiles} in tiles, {summary.truncated_instances} truncated "
+               f"tile instances), {sum(summary.dropped.values())} labels dropped ({dropped}), "
+               f"{summary.repaired} repaired")

@@ -1,0 +1,126 @@
+"""Training datasets on disk: a scene's tiles as GeoTIFF chips, their ship instances as label rasters + GeoParquet.
+
+The format is readable without shipseg (any GIS opens the chips; pandas/geopandas read the index):
+
+    DATASET/dataset.json        settings (scene, bands, normalisation, tile size, CRS) and the summary
+    DATASET/images/<tile>.tif   uint8 chip, the selected bands normalised at scene level; GDAL mask = valid pixels
+    DATASET/masks/<tile>.tif    uint16 instance raster: 0 = background, k = row with ``instance == k`` below
+    DATASET/instances.parquet   GeoParquet, one row per ship per tile: tile, instance, ship_id, box_x0, box_y0,
+                                box_x1, box_y1 (tile pixels, exclusive max), truncated, area_px, geometry (the
+                                whole ship polygon in the scene CRS)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import geopandas as gpd
+import numpy as np
+import rasterio
+
+from samgeo_ship.atomic import atomic_dir
+from samgeo_ship.errors import fail
+from samgeo_ship.labels import load_labels, tile_instances
+from samgeo_ship.raster import Scene, to_uint8
+from samgeo_ship.tiling import TileGrid
+
+FORMAT = "shipseg-dataset/1"
+
+
+@dataclass
+class PrepareSummary:
+    tiles: int
+    tiles_skipped_nodata: int
+    ships: int
+    ships_in_tiles: int
+    truncated_instances: int
+    dropped: dict[str, int]
+    repaired: int
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def prepare_dataset(scene_path, labels_path, out_dir, bands=None, tile_size: int = 512, overlap: int = 32,
+                    overwrite: bool = False, progress: Callable[[int, int], None] | None = None) -> PrepareSummary:
+    """Tile ``scene_path``, rasterise the ships of ``labels_path`` per tile and write a dataset to ``out_dir``.
+
+    The directory appears whole when done, or not at all. ``progress(done, total)`` is called after each tile."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise fail(out_dir, "already exists (use --overwrite to replace it)")
+    with Scene.open(scene_path, bands=bands) as scene:
+        labels = load_labels(labels_path, scene)
+        grid = TileGrid.for_scene(scene, tile_size, overlap_px=overlap)
+        with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+            summary = _write_tiles(scene, labels, grid, tmp, progress)
+            _write_card(tmp / "dataset.json", scene, grid, summary, labels.dropped)
+    return summary
+
+
+def _write_tiles(scene, labels, grid, root: Path, progress) -> PrepareSummary:
+    (root / "images").mkdir()
+    (root / "masks").mkdir()
+    rows, seen, written, truncated = [], set(), 0, 0
+    geoms = labels.ships.set_index("ship_id").geometry
+    for done, tile in enumerate(grid, start=1):
+        image, valid = scene.read(tile.window)
+        if valid[tile.core_slices()].any():
+            inst = tile_instances(labels, tile, (scene.height, scene.width))
+            _write_chip(root / "images" / f"{tile.id}.tif", to_uint8(image), valid, tile, scene.crs, scene.band_names)
+            _write_chip(root / "masks" / f"{tile.id}.tif", _instance_raster(inst), None, tile, scene.crs, ["instance"])
+            for k in range(len(inst)):
+                x0, y0, x1, y1 = inst.boxes[k]
+                rows.append({"tile": tile.id, "instance": k + 1, "ship_id": int(inst.ship_ids[k]),
+                             "box_x0": x0, "box_y0": y0, "box_x1": x1, "box_y1": y1,
+                             "truncated": bool(inst.truncated[k]), "area_px": int(inst.masks[k].sum()),
+                             "geometry": geoms.loc[inst.ship_ids[k]]})
+            seen.update(int(i) for i in inst.ship_ids)
+            truncated += int(inst.truncated.sum())
+            written += 1
+        if progress:
+            progress(done, len(grid))
+    index = gpd.GeoDataFrame(rows, columns=["tile", "instance", "ship_id", "box_x0", "box_y0", "box_x1", "box_y1",
+                                            "truncated", "area_px", "geometry"], geometry="geometry", crs=scene.crs)
+    index.to_parquet(root / "instances.parquet")
+    return PrepareSummary(tiles=written, tiles_skipped_nodata=len(grid) - written, ships=len(labels),
+                          ships_in_tiles=len(seen), truncated_instances=truncated,
+                          dropped=labels.dropped_reasons(), repaired=labels.repaired)
+
+
+def _instance_raster(inst) -> np.ndarray:
+    out = np.zeros((1, *inst.masks.shape[1:]), np.uint16)
+    for k, mask in enumerate(inst.masks):
+        out[0][mask] = k + 1
+    return out
+
+
+def _write_chip(path: Path, data: np.ndarray, valid, tile, crs, names):
+    profile = {"driver": "GTiff", "width": tile.size, "height": tile.size, "count": data.shape[0],
+               "dtype": data.dtype.name, "crs": crs, "transform": tile.transform, "compress": "deflate"}
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        for i, name in enumerate(names, start=1):
+            dst.set_band_description(i, name)
+        if valid is not None:
+            dst.write_mask(valid.astype(np.uint8) * 255)
+
+
+def _write_card(path: Path, scene, grid, summary: PrepareSummary, dropped: dict):
+    card = {
+        "format": FORMAT,
+        "scene": str(scene.path),
+        "crs": scene.crs.to_string() if scene.crs else None,
+        "bands": scene.band_names,
+        "band_indexes": scene.band_indexes,
+        "normalisation": scene.normalisation.to_dict(),
+        "pixel_size_m": scene.ground_pixel_size_m if scene.crs else None,
+        "tile_size": grid.tile_size,
+        "overlap": grid.overlap,
+        "summary": summary.to_dict(),
+        "dropped_labels": {str(k): v for k, v in dropped.items()},
+    }
+    path.write_text(json.dumps(card, indent=2))

@@ -1,0 +1,277 @@
+"""Ship labels: vector files or COCO JSON -> valid polygons in the scene CRS -> per-tile instance masks and boxes."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import shapely
+from affine import Affine
+from rasterio.features import rasterize, shapes
+from rasterio.windows import Window, from_bounds
+from shapely.geometry import box, shape
+
+from samgeo_ship.errors import fail
+
+VECTOR_SUFFIXES = {".geojson", ".json", ".gpkg", ".shp", ".parquet", ".geoparquet", ".fgb"}
+
+
+@dataclass
+class Labels:
+    """Ship polygons in the scene's CRS.
+
+    ``ships`` has one row per ship: ``ship_id`` (int), ``area_px`` (pixels of the scene grid the ship covers) and
+    a (Multi)Polygon ``geometry``. ``dropped`` maps each dropped label's id to the reason; ``repaired`` counts
+    invalid polygons that were made valid."""
+
+    ships: gpd.GeoDataFrame
+    dropped: dict[int, str] = field(default_factory=dict)
+    repaired: int = 0
+
+    def __len__(self) -> int:
+        return len(self.ships)
+
+    def dropped_reasons(self) -> dict[str, int]:
+        return dict(Counter(self.dropped.values()))
+
+
+@dataclass
+class TileInstances:
+    """The ships visible in one tile, in the tile's pixel grid.
+
+    ``masks``: (N, H, W) bool; ``boxes``: (N, 4) float32 ``x0, y0, x1, y1`` in tile pixels (x1, y1 exclusive);
+    ``truncated``: (N,) bool, the tile shows only part of the ship; ``ship_ids``: (N,) int64."""
+
+    ship_ids: np.ndarray
+    masks: np.ndarray
+    boxes: np.ndarray
+    truncated: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ship_ids)
+
+
+def load_labels(path, scene) -> Labels:
+    """Read ship labels for ``scene`` from a vector file (any CRS, reprojected) or a COCO instance JSON file (in the
+    scene's pixel grid). Invalid polygons are repaired; labels that are empty, not polygons, outside the scene or
+    too small to cover a pixel centre are dropped and counted."""
+    path = Path(path)
+    if not path.exists():
+        raise fail(path, "no such file")
+    coco = _read_coco_json(path)
+    if coco is not None:
+        ids, geoms = _coco_polygons(path, coco, scene)
+        crs = scene.crs
+    else:
+        ids, geoms, crs = _vector_polygons(path, scene)
+    if not ids:
+        raise fail(path, "the label file holds no labels")
+    return _clean(ids, geoms, crs, scene)
+
+
+def tile_instances(labels: Labels, tile, scene_shape: tuple[int, int]) -> TileInstances:
+    """Rasterise the ships that intersect ``tile.window`` into instance masks (pixel-centre rule, as GDAL does).
+
+    ``scene_shape``: (height, width) of the scene in pixels; pixels of the window outside the scene hold no ship."""
+    size = tile.size
+    x0, y0 = tile.transform * (0, 0)
+    x1, y1 = tile.transform * (size, size)
+    hits = labels.ships.sindex.query(box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
+    inside = _inside_scene(tile.window, scene_shape)
+    ids, masks, boxes, truncated = [], [], [], []
+    for i in sorted(hits):
+        row = labels.ships.iloc[i]
+        mask = rasterize([row.geometry], out_shape=(size, size), transform=tile.transform, dtype=np.uint8) > 0
+        mask &= inside
+        count = int(mask.sum())
+        if count == 0:
+            continue
+        rows, cols = np.nonzero(mask)
+        ids.append(int(row.ship_id))
+        masks.append(mask)
+        boxes.append((cols.min(), rows.min(), cols.max() + 1, rows.max() + 1))
+        truncated.append(count < int(row.area_px))
+    return TileInstances(
+        ship_ids=np.asarray(ids, np.int64),
+        masks=np.asarray(masks, bool).reshape(len(ids), size, size),
+        boxes=np.asarray(boxes, np.float32).reshape(len(ids), 4),
+        truncated=np.asarray(truncated, bool),
+    )
+
+
+def mask_to_polygon(mask: np.ndarray, transform: Affine):
+    """(H, W) bool mask -> (Multi)Polygon along pixel edges in the CRS of ``transform`` (None if empty)."""
+    polys = [shape(g) for g, v in shapes(mask.astype(np.uint8), mask=mask, transform=transform) if v == 1]
+    return shapely.union_all(polys) if polys else None
+
+
+# ---- COCO ---------------------------------------------------------------------------------------------------------
+def _read_coco_json(path: Path):
+    if path.suffix.lower() != ".json":
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise fail(path, f"not valid JSON ({exc})") from None
+    if isinstance(data, dict) and "annotations" in data and "images" in data:
+        return data
+    return None
+
+
+def _coco_polygons(path: Path, coco: dict, scene):
+    image = _coco_image(path, coco, scene)
+    if (image.get("width"), image.get("height")) != (scene.width, scene.height):
+        raise fail(path, f"the COCO image is {image.get('width')} x {image.get('height')} px but the scene "
+                         f"{scene.path.name} is {scene.width} x {scene.height} px")
+    ids, geoms = [], []
+    for ann in coco["annotations"]:
+        if ann.get("image_id", image["id"]) != image["id"]:
+            continue
+        ids.append(int(ann["id"]))
+        geoms.append(_coco_geometry(ann.get("segmentation"), image, scene.transform))
+    return ids, geoms
+
+
+def _coco_image(path: Path, coco: dict, scene) -> dict:
+    images = coco["images"]
+    if len(images) == 1:
+        return images[0]
+    named = [im for im in images if Path(im.get("file_name", "")).name == scene.path.name]
+    if len(named) != 1:
+        raise fail(path, f"holds {len(images)} images and none is named {scene.path.name}")
+    return named[0]
+
+
+def _coco_geometry(seg, image: dict, transform: Affine):
+    """COCO segmentation (polygons, or RLE with compressed or uncompressed counts) -> polygon in scene CRS."""
+    if isinstance(seg, list):  # polygons: [[x0, y0, x1, y1, ...], ...] in pixel-edge coordinates
+        polys = [shapely.Polygon([transform * (p[i], p[i + 1]) for i in range(0, len(p) - 1, 2)])
+                 for p in seg if len(p) >= 6]
+        return shapely.union_all([shapely.make_valid(p) for p in polys]) if polys else None
+    if isinstance(seg, dict) and "counts" in seg:
+        height, width = seg.get("size", (image["height"], image["width"]))
+        counts = seg["counts"]
+        counts = _rle_from_string(counts) if isinstance(counts, (str, bytes)) else list(counts)
+        rows, cols = _rle_pixels(counts, height)
+        if rows.size == 0:
+            return None
+        r0, c0 = rows.min(), cols.min()
+        mask = np.zeros((rows.max() - r0 + 1, cols.max() - c0 + 1), bool)
+        mask[rows - r0, cols - c0] = True
+        return mask_to_polygon(mask, transform * Affine.translation(int(c0), int(r0)))
+    return None
+
+
+def _rle_pixels(counts: list[int], height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Column-major run lengths (background first) -> (rows, cols) of the foreground pixels, without ever
+    building the full image."""
+    ends = np.cumsum(counts)
+    starts = ends - np.asarray(counts)
+    runs = [np.arange(s, e) for s, e in zip(starts[1::2], ends[1::2]) if e > s]
+    flat = np.concatenate(runs) if runs else np.zeros(0, np.int64)
+    return flat % height, flat // height
+
+
+def _rle_from_string(s) -> list[int]:
+    """Decode COCO's compressed RLE string (pycocotools' ``rleFrString``)."""
+    s = s.decode() if isinstance(s, bytes) else s
+    counts, p = [], 0
+    while p < len(s):
+        x, k, more = 0, 0, True
+        while more:
+            c = ord(s[p]) - 48
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and (c & 0x10):
+                x |= -1 << (5 * k)
+        if len(counts) > 2:
+            x += counts[-2]
+        counts.append(x)
+    return counts
+
+
+# ---- vector files -------------------------------------------------------------------------------------------------
+def _vector_polygons(path: Path, scene):
+    if path.suffix.lower() not in VECTOR_SUFFIXES:
+        raise fail(path, f"unknown label format {path.suffix!r} (use GeoJSON, GeoPackage, Shapefile, "
+                         "GeoParquet, FlatGeobuf or COCO JSON)")
+    try:
+        if path.suffix.lower() in {".parquet", ".geoparquet"}:
+            gdf = gpd.read_parquet(path)
+        else:
+            gdf = gpd.read_file(path)
+    except Exception as exc:  # pyogrio/pyarrow raise many types; all mean the same to the user
+        raise fail(path, f"cannot read labels ({str(exc).strip().splitlines()[0] if str(exc) else exc!r})") from None
+    if len(gdf) == 0:
+        raise fail(path, "the label file holds no labels")
+    if gdf.crs is None:
+        raise fail(path, "the labels have no CRS (set one, e.g. ogr2ogr -a_srs EPSG:4326)")
+    if scene.crs is None:
+        raise fail(scene.path, f"the raster has no CRS, so the labels in {gdf.crs.to_string()} cannot be placed")
+    gdf = gdf.to_crs(scene.crs)
+    id_col = next((c for c in ("ship_id", "id", "fid") if c in gdf.columns), None)
+    ids = [int(v) for v in gdf[id_col]] if id_col and gdf[id_col].is_unique else list(range(1, len(gdf) + 1))
+    return ids, list(gdf.geometry), scene.crs
+
+
+# ---- cleaning -----------------------------------------------------------------------------------------------------
+def _clean(ids, geoms, crs, scene) -> Labels:
+    scene_box = box(*scene.bounds)
+    dropped, repaired = {}, 0
+    keep_ids, keep_geoms, areas = [], [], []
+    for ship_id, geom in zip(ids, geoms):
+        if geom is None or geom.is_empty:
+            dropped[ship_id] = "empty geometry"
+            continue
+        if not geom.is_valid:
+            geom = shapely.make_valid(geom)
+            repaired += 1
+        geom = _polygonal(geom)
+        if geom is None:
+            dropped[ship_id] = "not a polygon"
+            continue
+        if not geom.intersects(scene_box):
+            dropped[ship_id] = "outside the scene"
+            continue
+        area = _area_px(geom, scene)
+        if area == 0:
+            dropped[ship_id] = "covers no pixel centre of the scene"
+            continue
+        keep_ids.append(ship_id)
+        keep_geoms.append(geom)
+        areas.append(area)
+    ships = gpd.GeoDataFrame({"ship_id": np.asarray(keep_ids, np.int64), "area_px": np.asarray(areas, np.int64)},
+                             geometry=keep_geoms, crs=crs)
+    return Labels(ships, dropped, repaired)
+
+
+def _polygonal(geom):
+    if geom.geom_type in ("Polygon", "MultiPolygon"):
+        return geom
+    parts = [g for g in getattr(geom, "geoms", []) if g.geom_type in ("Polygon", "MultiPolygon") and not g.is_empty]
+    return shapely.union_all(parts) if parts else None
+
+
+def _area_px(geom, scene) -> int:
+    """Pixels of the scene grid whose centre lies in ``geom`` (rasterised in the ship's own small window)."""
+    win = from_bounds(*geom.bounds, transform=scene.transform).round_offsets().round_lengths()
+    c0, r0 = max(int(win.col_off) - 1, 0), max(int(win.row_off) - 1, 0)
+    c1 = min(int(win.col_off + win.width) + 1, scene.width)
+    r1 = min(int(win.row_off + win.height) + 1, scene.height)
+    if c1 <= c0 or r1 <= r0:
+        return 0
+    transform = scene.transform * Affine.translation(c0, r0)
+    return int(rasterize([geom], out_shape=(r1 - r0, c1 - c0), transform=transform, dtype=np.uint8).sum())
+
+
+def _inside_scene(window: Window, scene_shape: tuple[int, int]) -> np.ndarray:
+    h, w = int(window.height), int(window.width)
+    rows = np.arange(h) + int(window.row_off)
+    cols = np.arange(w) + int(window.col_off)
+    return ((rows >= 0) & (rows < scene_shape[0]))[:, None] & ((cols >= 0) & (cols < scene_shape[1]))[None, :]

@@ -1,0 +1,276 @@
+"""Scenes: open a raster, pick its bands, normalise it once per scene, and read windows with their own affine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import rasterio
+from affine import Affine
+from pyproj import Geod, Transformer
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioIOError
+from rasterio.windows import Window
+
+from samgeo_ship.errors import fail
+
+# GDAL's block cache defaults to 5% of RAM; a bounded cache keeps memory independent of scene size.
+GDAL_ENV = {"GDAL_CACHEMAX": 64, "GDAL_NUM_THREADS": "ALL_CPUS"}
+# Long side of the decimated read used for scene statistics, in pixels.
+STATS_MAX_SIDE = 1024
+_GEOD = Geod(ellps="WGS84")
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """Per-band linear stretch to [0, 1]: ``(value - low) / (high - low)``, clipped.
+
+    ``low`` and ``high`` are in the raster's own units (digital numbers), one per selected band, computed once per
+    scene from percentiles of its valid pixels on a decimated read, so every tile of a scene is stretched alike.
+    """
+
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    percentiles: tuple[float, float] = (1.0, 99.0)
+
+    def apply(self, data: np.ndarray) -> np.ndarray:
+        """(C, H, W) raw values -> (C, H, W) float32 in [0, 1]."""
+        low = np.asarray(self.low, np.float32)[:, None, None]
+        span = np.maximum(np.asarray(self.high, np.float32)[:, None, None] - low, 1e-6)
+        return np.clip((data.astype(np.float32) - low) / span, 0.0, 1.0)
+
+    def to_dict(self) -> dict:
+        return {"low": list(self.low), "high": list(self.high), "percentiles": list(self.percentiles)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Normalisation":
+        return cls(tuple(d["low"]), tuple(d["high"]), tuple(d.get("percentiles", (1.0, 99.0))))
+
+
+def parse_bands(spec: str | Sequence | None) -> list | None:
+    """``"B04,B03,B02"`` or ``"3,2,1"`` or a list -> list of band names (str) or 1-based indexes (int)."""
+    if spec is None or spec == "":
+        return None
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    out = []
+    for item in items:
+        item = str(item).strip()
+        out.append(int(item) if item.isdigit() else item)
+    return out
+
+
+class Scene:
+    """An open raster with a chosen set of bands and a scene-level normalisation.
+
+    Use as a context manager: ``with Scene.open(path, bands=["B04", "B03", "B02"]) as scene: ...``.
+    Reads are windowed; nothing here ever reads the full scene at full resolution.
+    """
+
+    def __init__(self, path: Path, src, band_indexes: list[int], normalisation: Normalisation | None):
+        self.path = path
+        self._src = src
+        self.band_indexes = band_indexes
+        self._normalisation = normalisation
+
+    @classmethod
+    def open(cls, path, bands=None, normalisation: Normalisation | None = None) -> "Scene":
+        """Open ``path`` (any GDAL raster). ``bands``: names (band descriptions) or 1-based indexes; default: the
+        first three bands (or the only one). ``normalisation``: reuse given statistics instead of computing them."""
+        path = Path(path)
+        if not path.exists():
+            raise fail(path, "no such file")
+        env = rasterio.Env(**GDAL_ENV)
+        env.__enter__()
+        try:
+            src = rasterio.open(path)
+        except RasterioIOError as exc:
+            env.__exit__(None, None, None)
+            raise fail(path, f"not a raster GDAL can read ({_first_line(exc)})") from None
+        scene = cls(path, src, [], normalisation)
+        scene._env = env
+        try:
+            scene.band_indexes = _select_bands(path, src, parse_bands(bands))
+            if normalisation is not None and len(normalisation.low) != len(scene.band_indexes):
+                raise fail(path, f"the normalisation has {len(normalisation.low)} bands but "
+                                 f"{len(scene.band_indexes)} were selected")
+        except Exception:
+            scene.close()
+            raise
+        return scene
+
+    def close(self):
+        self._src.close()
+        env = getattr(self, "_env", None)
+        if env is not None:
+            env.__exit__(None, None, None)
+            self._env = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ---- facts about the scene -------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    @property
+    def width(self) -> int:
+        return self._src.width
+
+    @property
+    def height(self) -> int:
+        return self._src.height
+
+    @property
+    def crs(self):
+        return self._src.crs
+
+    @property
+    def transform(self) -> Affine:
+        return self._src.transform
+
+    @property
+    def bounds(self):
+        return self._src.bounds
+
+    @property
+    def dtype(self) -> str:
+        return self._src.dtypes[self.band_indexes[0] - 1]
+
+    @property
+    def band_names(self) -> list[str]:
+        descs = self._src.descriptions
+        return [descs[i - 1] or f"band{i}" for i in self.band_indexes]
+
+    @property
+    def pixel_size(self) -> tuple[float, float]:
+        """(x, y) pixel size in CRS units (positive)."""
+        return abs(self.transform.a), abs(self.transform.e)
+
+    @property
+    def ground_pixel_size_m(self) -> float:
+        """Ground size of one pixel at the scene centre in metres, right in any CRS (UTM, degrees, Web Mercator,
+        where a CRS unit on the ground is shorter than a metre by cos(latitude))."""
+        to_lonlat = Transformer.from_crs(self.require_crs(), "EPSG:4326", always_xy=True)
+        cx, cy = self.width / 2, self.height / 2
+        corners = [self.transform * p for p in ((cx, cy), (cx + 1, cy), (cx, cy + 1))]
+        lons, lats = to_lonlat.transform([p[0] for p in corners], [p[1] for p in corners])
+        dx = _GEOD.inv(lons[0], lats[0], lons[1], lats[1])[2]
+        dy = _GEOD.inv(lons[0], lats[0], lons[2], lats[2])[2]
+        return (dx + dy) / 2
+
+    def require_crs(self):
+        if self.crs is None:
+            raise fail(self.path, "the raster has no CRS (georeference it, e.g. with gdal_edit.py -a_srs)")
+        return self.crs
+
+    # ---- normalisation ---------------------------------------------------------------------------------------
+    @property
+    def normalisation(self) -> Normalisation:
+        if self._normalisation is None:
+            self._normalisation = self.compute_normalisation()
+        return self._normalisation
+
+    def compute_normalisation(self, percentiles=(1.0, 99.0), max_side: int = STATS_MAX_SIDE) -> Normalisation:
+        """Percentile stretch from a decimated read (long side <= ``max_side`` px) of the valid pixels."""
+        scale = max(self.width, self.height) / max_side
+        shape = (max(1, round(self.height / scale)), max(1, round(self.width / scale))) if scale > 1 else (
+            self.height, self.width)
+        data = self._src.read(self.band_indexes, out_shape=(len(self.band_indexes), *shape),
+                              resampling=Resampling.nearest)
+        valid = self._src.dataset_mask(out_shape=shape, resampling=Resampling.nearest) > 0
+        lows, highs = [], []
+        for band in data:
+            values = band[valid]
+            values = values[np.isfinite(values)] if values.dtype.kind == "f" else values
+            if values.size == 0:
+                raise fail(self.path, "the raster holds no valid pixels (everything is nodata)")
+            lo, hi = np.percentile(values, percentiles)
+            lows.append(float(lo))
+            highs.append(float(hi) if hi > lo else float(lo) + 1.0)
+        return Normalisation(tuple(lows), tuple(highs), tuple(percentiles))
+
+    # ---- windowed reads --------------------------------------------------------------------------------------
+    def window_transform(self, window: Window) -> Affine:
+        return self._src.window_transform(window)
+
+    def read_raw(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """Boundless read: (C, h, w) raw values and an (h, w) bool mask of valid pixels.
+
+        Outside the scene, and where any selected band is nodata/masked, pixels are invalid (value 0)."""
+        h, w = int(window.height), int(window.width)
+        data = np.zeros((len(self.band_indexes), h, w), dtype=self._src.dtypes[self.band_indexes[0] - 1])
+        valid = np.zeros((h, w), dtype=bool)
+        inner = _intersect(window, self.width, self.height)
+        if inner is None:
+            return data, valid
+        r0, c0 = int(inner.row_off - window.row_off), int(inner.col_off - window.col_off)
+        rs, cs = slice(r0, r0 + int(inner.height)), slice(c0, c0 + int(inner.width))
+        try:
+            data[:, rs, cs] = self._src.read(self.band_indexes, window=inner)
+            masks = self._src.read_masks(self.band_indexes, window=inner)
+        except RasterioIOError as exc:
+            raise fail(self.path, f"cannot read window {_window_str(window)} ({_first_line(exc)})") from None
+        valid[rs, cs] = np.all(masks > 0, axis=0)
+        if data.dtype.kind == "f":
+            valid &= np.all(np.isfinite(data), axis=0)
+        return data, valid
+
+    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """Boundless read, normalised: (C, h, w) float32 in [0, 1] (0 where invalid) and the (h, w) valid mask."""
+        data, valid = self.read_raw(window)
+        out = self.normalisation.apply(data)
+        out[:, ~valid] = 0.0
+        return out, valid
+
+    def read_valid(self, window: Window) -> np.ndarray:
+        """(h, w) bool mask of valid pixels in a window, without reading band values where the format allows."""
+        return self.read_raw(window)[1]
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """(C, H, W) float in [0, 1] -> (C, H, W) uint8 in [0, 255] (SAM's input range)."""
+    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _select_bands(path: Path, src, bands: list | None) -> list[int]:
+    if bands is None:
+        return [1, 2, 3] if src.count >= 3 else [1]
+    names = [d.lower() if d else None for d in src.descriptions]
+    indexes = []
+    for band in bands:
+        if isinstance(band, int):
+            if not 1 <= band <= src.count:
+                raise fail(path, f"has {src.count} bands; band {band} does not exist")
+            indexes.append(band)
+        else:
+            if band.lower() not in names:
+                known = ", ".join(d for d in src.descriptions if d) or "none (use band numbers 1..N)"
+                raise fail(path, f"has no band named {band!r}; band names are: {known}")
+            indexes.append(names.index(band.lower()) + 1)
+    return indexes
+
+
+def _intersect(window: Window, width: int, height: int) -> Window | None:
+    c0, r0 = max(int(window.col_off), 0), max(int(window.row_off), 0)
+    c1 = min(int(window.col_off + window.width), width)
+    r1 = min(int(window.row_off + window.height), height)
+    if c1 <= c0 or r1 <= r0:
+        return None
+    return Window(c0, r0, c1 - c0, r1 - r0)
+
+
+def _window_str(window: Window) -> str:
+    return f"(col {int(window.col_off)}, row {int(window.row_off)}, {int(window.width)}x{int(window.height)})"
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+__all__ = ["Scene", "Normalisation", "parse_bands", "to_uint8"]
