@@ -78,8 +78,8 @@ def tile_instances(labels: Labels, tile, scene_shape: tuple[int, int]) -> TileIn
 
     ``scene_shape``: (height, width) of the scene in pixels; pixels of the window outside the scene hold no ship."""
     size = tile.size
-    x0, y0 = tile.transform * (0, 0)
-    x1, y1 = tile.transform * (size, size)
+    x0, y0 = tile.transform @ (0, 0)
+    x1, y1 = tile.transform @ (size, size)
     hits = labels.ships.sindex.query(box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
     inside = _inside_scene(tile.window, scene_shape)
     ids, masks, boxes, truncated = [], [], [], []
@@ -149,7 +149,7 @@ def _coco_image(path: Path, coco: dict, scene) -> dict:
 def _coco_geometry(seg, image: dict, transform: Affine):
     """COCO segmentation (polygons, or RLE with compressed or uncompressed counts) -> polygon in scene CRS."""
     if isinstance(seg, list):  # polygons: [[x0, y0, x1, y1, ...], ...] in pixel-edge coordinates
-        polys = [shapely.Polygon([transform * (p[i], p[i + 1]) for i in range(0, len(p) - 1, 2)])
+        polys = [shapely.Polygon([transform @ (p[i], p[i + 1]) for i in range(0, len(p) - 1, 2)])
                  for p in seg if len(p) >= 6]
         return shapely.union_all([shapely.make_valid(p) for p in polys]) if polys else None
     if isinstance(seg, dict) and "counts" in seg:
@@ -162,7 +162,7 @@ def _coco_geometry(seg, image: dict, transform: Affine):
         r0, c0 = rows.min(), cols.min()
         mask = np.zeros((rows.max() - r0 + 1, cols.max() - c0 + 1), bool)
         mask[rows - r0, cols - c0] = True
-        return mask_to_polygon(mask, transform * Affine.translation(int(c0), int(r0)))
+        return mask_to_polygon(mask, transform @ Affine.translation(int(c0), int(r0)))
     return None
 
 
@@ -212,6 +212,9 @@ def _vector_polygons(path: Path, scene):
         raise fail(path, "the label file holds no labels")
     if gdf.crs is None:
         raise fail(path, "the labels have no CRS (set one, e.g. ogr2ogr -a_srs EPSG:4326)")
+    if gdf.crs.is_geographic and not gdf.total_bounds[[0, 2]].__abs__().max() <= 360:
+        raise fail(path, f"the coordinates are not longitude/latitude although the CRS is {gdf.crs.to_string()} "
+                         "(a GeoJSON file is WGS84 unless it says otherwise; reproject it or save it as GeoPackage)")
     if scene.crs is None:
         raise fail(scene.path, f"the raster has no CRS, so the labels in {gdf.crs.to_string()} cannot be placed")
     gdf = gdf.to_crs(scene.crs)
@@ -266,7 +269,7 @@ def _area_px(geom, scene) -> int:
     r1 = min(int(win.row_off + win.height) + 1, scene.height)
     if c1 <= c0 or r1 <= r0:
         return 0
-    transform = scene.transform * Affine.translation(c0, r0)
+    transform = scene.transform @ Affine.translation(c0, r0)
     return int(rasterize([geom], out_shape=(r1 - r0, c1 - c0), transform=transform, dtype=np.uint8).sum())
 
 

@@ -158,7 +158,7 @@ class Scene:
         where a CRS unit on the ground is shorter than a metre by cos(latitude))."""
         to_lonlat = Transformer.from_crs(self.require_crs(), "EPSG:4326", always_xy=True)
         cx, cy = self.width / 2, self.height / 2
-        corners = [self.transform * p for p in ((cx, cy), (cx + 1, cy), (cx, cy + 1))]
+        corners = [self.transform @ p for p in ((cx, cy), (cx + 1, cy), (cx, cy + 1))]
         lons, lats = to_lonlat.transform([p[0] for p in corners], [p[1] for p in corners])
         dx = _GEOD.inv(lons[0], lats[0], lons[1], lats[1])[2]
         dy = _GEOD.inv(lons[0], lats[0], lons[2], lats[2])[2]

@@ -88,7 +88,7 @@ class TileGrid:
         cs = self.core_size
         core = Window(col * cs, row * cs, min(cs, self.width - col * cs), min(cs, self.height - row * cs))
         window = Window(col * cs - self.overlap, row * cs - self.overlap, self.tile_size, self.tile_size)
-        return Tile(row, col, window, core, self.transform * Affine.translation(window.col_off, window.row_off))
+        return Tile(row, col, window, core, self.transform @ Affine.translation(window.col_off, window.row_off))
 
     def tiles(self, scene=None) -> Iterator[Tile]:
         """Tiles in row-major order; with a ``scene``, tiles whose core is entirely nodata are skipped."""

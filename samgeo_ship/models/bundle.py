@@ -1,0 +1,141 @@
+"""Model bundles: one .safetensors file holding a ShipSam's weights and, in its header, a JSON card that records
+everything detection must reproduce from training (bands, normalisation, pixel size, tile size, thresholds)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from samgeo_ship import __version__
+from samgeo_ship.atomic import atomic_file
+from samgeo_ship.errors import fail
+from samgeo_ship.models.registry import CONFIGS, SamConfig, build_sam, read_checkpoint
+from samgeo_ship.models.shipsam import ShipSam
+
+CARD_KEY = "shipseg_card"
+FORMAT = "shipseg-bundle/1"
+
+
+@dataclass
+class BundleCard:
+    """What a bundle is and how to use it. Units: pixel_size_m in metres per pixel of the scene; tile_size and
+    overlap in scene pixels (a tile is resampled to ``img_size`` model pixels)."""
+
+    model_type: str
+    bands: list[str]
+    pixel_size_m: float
+    tile_size: int
+    overlap: int
+    normalisation: dict = field(default_factory=lambda: {"method": "percentile", "percentiles": [1.0, 99.0]})
+    thresholds: dict = field(default_factory=lambda: {"score": 0.3, "mask_logit": 0.0, "nms_iou": 0.5})
+    base_model: str = "random-init"
+    base_sha256: str | None = None
+    trained: list[str] = field(default_factory=lambda: ["image_encoder", "mask_decoder", "prompt_encoder",
+                                                        "prompter"])
+    encoder_mode: str = "full"
+    stored: list[str] = field(default_factory=lambda: ["sam", "prompter"])
+    training: dict = field(default_factory=dict)
+    validation: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+    weights_sha256: str = ""
+    shipseg_version: str = __version__
+    format: str = FORMAT
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "BundleCard":
+        data = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def save_bundle(model: ShipSam, card: BundleCard, path) -> Path:
+    """Write ``model``'s stored parts and ``card`` to ``path`` atomically; fills in card.config and the hash.
+
+    With a frozen official encoder (``card.stored`` without "sam.image_encoder") the encoder weights are not
+    copied: the bundle names the base checkpoint and its SHA-256 instead."""
+    path = Path(path)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()
+             if any(k == p or k.startswith(p + ".") for p in card.stored)}
+    card.config = dataclasses.asdict(model.config)
+    card.weights_sha256 = tensors_sha256(state)
+    with atomic_file(path) as tmp:
+        save_file(state, str(tmp), metadata={CARD_KEY: card.to_json()})
+    return path
+
+
+def read_card(path) -> BundleCard:
+    """The card of a bundle, without loading its tensors."""
+    path = Path(path)
+    if not path.exists():
+        raise fail(path, "no such model file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise fail(path, f"is not a safetensors model bundle ({str(exc).splitlines()[0]})") from None
+    if CARD_KEY not in meta:
+        raise fail(path, "is a safetensors file without a shipseg card, so it is not a shipseg model bundle")
+    try:
+        return BundleCard.from_json(meta[CARD_KEY])
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise fail(path, f"has an unreadable card ({exc})") from None
+
+
+def load_bundle(path, device="cpu", base_checkpoint=None) -> tuple[ShipSam, BundleCard]:
+    """Load a bundle; never unpickles. Refuses a file whose tensors do not match the hash in its card (tampered
+    or damaged), a card for an unknown model, or a base checkpoint whose SHA-256 is not the one recorded."""
+    path = Path(path)
+    card = read_card(path)
+    if card.model_type not in CONFIGS and not card.config:
+        raise fail(path, f"names an unknown model type {card.model_type!r}")
+    config = SamConfig(**{**card.config, "encoder_global_attn_indexes": tuple(
+        card.config.get("encoder_global_attn_indexes", ()))}) if card.config else CONFIGS[card.model_type]
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise fail(path, f"is damaged ({str(exc).splitlines()[0]})") from None
+    if tensors_sha256(state) != card.weights_sha256:
+        raise fail(path, "its weights do not match the hash in its card (the file was modified or damaged)")
+    model = ShipSam(build_sam(config), config)
+    if not any(k.startswith("sam.image_encoder.") for k in state):
+        state.update(_base_encoder(path, card, base_checkpoint))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError:
+        raise fail(path, f"its weights do not fit the {card.model_type} model its card describes") from None
+    return model.eval().to(device), card
+
+
+def _base_encoder(path: Path, card: BundleCard, base_checkpoint) -> dict:
+    from samgeo_ship.models import weights
+
+    base = Path(base_checkpoint) if base_checkpoint else weights.cached_path(card.model_type)
+    if not base.exists():
+        raise fail(path, f"needs the base checkpoint {card.base_model} (shipseg weights download "
+                         f"{card.model_type}), which is not at {base}")
+    if card.base_sha256 and weights.sha256_file(base) != card.base_sha256:
+        raise fail(base, f"is not the base model this bundle was trained on (SHA-256 differs from "
+                         f"{card.base_sha256[:12]}...)")
+    return {f"sam.{k}": v for k, v in read_checkpoint(base).items() if k.startswith("image_encoder.")}
+
+
+def tensors_sha256(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over names, dtypes, shapes and bytes of ``state``, in key order."""
+    h = hashlib.sha256()
+    for key in sorted(state):
+        t = state[key].detach().to("cpu").contiguous()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+

@@ -1,0 +1,1 @@
+"""Masks to georeferenced ship polygons: vectorise, merge across tile seams, attributes, writers."""

@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+from rasterio.windows import Window
+
+from samgeo_ship.errors import ShipsegError
+from samgeo_ship.raster import Scene, parse_bands
+
+from conftest import write_raster
+
+
+@pytest.fixture
+def s2_scene(tmp_path):
+    rng = np.random.default_rng(0)
+    data = rng.integers(500, 4000, size=(4, 120, 200)).astype(np.uint16)
+    data[:, :, :20] = 0  # a nodata strip on the west edge
+    return write_raster(tmp_path / "s2.tif", data, nodata=0, descriptions=["B04", "B03", "B02", "B08"])
+
+
+def test_bands_by_name_and_index(s2_scene):
+    with Scene.open(s2_scene, bands="B08,B03,B02") as scene:
+        assert scene.band_indexes == [4, 2, 3]
+        assert scene.band_names == ["B08", "B03", "B02"]
+    with Scene.open(s2_scene, bands="1,2") as scene:
+        assert scene.band_names == ["B04", "B03"]
+    assert parse_bands(["B04", 3]) == ["B04", 3]
+
+
+@pytest.mark.parametrize("bands, words", [("B05", "no band named 'B05'"), ("7", "band 7 does not exist")])
+def test_unknown_band_is_one_clear_sentence(s2_scene, bands, words):
+    with pytest.raises(ShipsegError) as err:
+        Scene.open(s2_scene, bands=bands)
+    assert words in str(err.value) and "s2.tif" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_missing_and_non_raster(tmp_path):
+    with pytest.raises(ShipsegError, match="no such file"):
+        Scene.open(tmp_path / "nope.tif")
+    bogus = tmp_path / "bogus.tif"
+    bogus.write_text("not a raster")
+    with pytest.raises(ShipsegError, match="not a raster"):
+        Scene.open(bogus)
+
+
+def test_normalisation_is_scene_level_and_ignores_nodata(s2_scene):
+    with Scene.open(s2_scene, bands="B04,B03,B02") as scene:
+        norm = scene.normalisation
+        assert all(500 <= lo < hi <= 4000 for lo, hi in zip(norm.low, norm.high))  # nodata 0 excluded
+        a, _ = scene.read(Window(20, 0, 50, 50))
+        b, _ = scene.read(Window(100, 50, 50, 50))
+        raw, _ = scene.read_raw(Window(100, 50, 50, 50))
+    # one stretch for every window: the same raw value maps to the same normalised value everywhere
+    expected = np.clip((raw[0].astype(np.float32) - norm.low[0]) / (norm.high[0] - norm.low[0]), 0, 1)
+    np.testing.assert_allclose(b[0], expected, atol=1e-6)
+    assert a.max() <= 1.0 and b.min() >= 0.0
+
+
+def test_decimated_statistics_match_full_resolution(tmp_path):
+    rng = np.random.default_rng(1)
+    data = rng.gamma(2.0, 400.0, size=(3, 2000, 1500)).astype(np.uint16)
+    path = write_raster(tmp_path / "big.tif", data)
+    with Scene.open(path) as scene:
+        norm = scene.compute_normalisation(max_side=256)
+    full = np.percentile(data.reshape(3, -1), [1, 99], axis=1)
+    np.testing.assert_allclose(norm.low, full[0], rtol=0.1)
+    np.testing.assert_allclose(norm.high, full[1], rtol=0.05)
+
+
+def test_boundless_window_and_its_transform(s2_scene):
+    with Scene.open(s2_scene) as scene:
+        window = Window(-10, -10, 40, 40)
+        data, valid = scene.read_raw(window)
+        raw_inside, _ = scene.read_raw(Window(20, 0, 10, 30))
+        assert data.shape == (3, 40, 40)
+        assert not valid[:10].any() and not valid[:, :30].any()  # outside the scene, then the nodata strip
+        assert valid[10:, 30:].all()
+        np.testing.assert_array_equal(data[:, 10:, 30:], raw_inside)
+        x, y = scene.window_transform(window) @ (0, 0)
+        assert (x, y) == (500_000.0 - 100.0, 4_800_000.0 + 100.0)
+        _, valid_far = scene.read(Window(1000, 1000, 16, 16))
+        assert not valid_far.any()
+
+
+def test_ground_pixel_size_is_metric_in_web_mercator(tmp_path):
+    from affine import Affine
+    # 10 Web Mercator units at 60 degrees north are 5 m on the ground
+    y60 = 8399737.89
+    path = write_raster(tmp_path / "wm.tif", np.ones((1, 10, 10), np.uint8), crs="EPSG:3857",
+                        transform=Affine(10, 0, 0, 0, -10, y60 + 50))
+    with Scene.open(path) as scene:
+        assert scene.ground_pixel_size_m == pytest.approx(5.0, rel=0.01)
