@@ -1,0 +1,1 @@
+"""SAM construction and weights: the model registry (official and small configs) and checkpoint download."""
