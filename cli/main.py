@@ -9,6 +9,7 @@ from samgeo_ship.errors import ShipsegError
 
 from cli import prepare as prepare_cmd
 from cli import synth as synth_cmd
+from cli import weights as weights_cmd
 
 
 class ShipsegGroup(click.Group):
@@ -29,7 +30,7 @@ def cli():
 
 
 # Each command lives in its own module under cli/ and is added here, so this file is the one list of them.
-for _command in (prepare_cmd.prepare, synth_cmd.synth):
+for _command in (prepare_cmd.prepare, synth_cmd.synth, weights_cmd.weights):
     cli.add_command(_command)
 
 

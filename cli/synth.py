@@ -1,0 +1,60 @@
+"""`shipseg synth`: write a synthetic harbour scene and the exact truth of its ships."""
+
+import re
+from pathlib import Path
+
+import click
+
+from cli.progress import progress_bar
+from samgeo_ship.errors import fail
+from samgeo_ship.synthetic import SynthSpec, plan_scene, write_raster, write_truth
+
+
+def _size(out: Path, text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not match:
+        raise fail(out, f"--size {text!r} is not WIDTHxHEIGHT in pixels, e.g. 1024x1024")
+    return int(match[1]), int(match[2])
+
+
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--truth", type=click.Path(dir_okay=False, path_type=Path), help="Truth GeoJSON [default: OUT.geojson].")
+@click.option("--size", default="1024x1024", show_default=True, help="Scene size WIDTHxHEIGHT in px.")
+@click.option("--pixel-size", default=10.0, show_default=True, type=float, help="Pixel size in metres.")
+@click.option("--crs", default=None, help="Scene CRS, e.g. EPSG:4326 [default: the UTM zone of --center].")
+@click.option("--center", nargs=2, type=float, default=(5.35, 43.28), show_default=True, help="Centre LON LAT.")
+@click.option("--bands", type=click.Choice(["s2", "rgb8"]), default="s2", show_default=True,
+              help="s2: B04,B03,B02,B08 uint16; rgb8: RGB uint8.")
+@click.option("--ships", default=40, show_default=True, type=click.IntRange(min=0), help="Number of ships.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Random seed; same seed, same bytes.")
+@click.option("--seam-every", default=512, show_default=True, type=click.IntRange(min=1),
+              help="Tile seam spacing in px; a few ships are centred on seams.")
+@click.option("--nodata-fraction", default=0.08, show_default=True, type=float,
+              help="Share of the scene that is nodata (0 to 0.5).")
+@click.option("--overwrite", is_flag=True, help="Replace OUT and the truth file if they exist.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def _synth(out, truth, size, pixel_size, crs, center, bands, ships, seed, seam_every, nodata_fraction, overwrite,
+           quiet):
+    """Write a synthetic harbour scene OUT (tiled GeoTIFF) and its ships as GeoJSON polygons in WGS84.
+
+    Example: shipseg synth scene.tif --size 2048x2048 --bands s2 --ships 80 --seed 1
+    """
+    truth = truth or out.with_suffix(".geojson")
+    width, height = _size(out, size)
+    for path in (out, truth):
+        if path.exists() and not overwrite:
+            raise fail(path, "already exists; pass --overwrite to replace it")
+        if not path.parent.is_dir():
+            raise fail(path, "its folder does not exist")
+    spec = SynthSpec(width, height, pixel_size_m=pixel_size, crs=crs, bands=bands, n_ships=ships, seed=seed,
+                     seam_every_px=seam_every, nodata_fraction=nodata_fraction, center_lonlat=tuple(center))
+    result = plan_scene(spec, out)  # checks the spec before anything is shown or written
+    with progress_bar("blocks", quiet) as update:
+        write_raster(result, out, update)
+    write_truth(result, truth)
+    click.echo(f"{out}: {width}x{height} px {bands} in EPSG:{result.crs.to_epsg()}; "
+               f"{truth}: {result.n_ships} ships")
+
+
+synth = click.command("synth")(_synth)
