@@ -7,6 +7,8 @@ import click
 from samgeo_ship import __version__
 from samgeo_ship.errors import ShipsegError
 
+from cli import detect as detect_cmd
+from cli import evaluate as evaluate_cmd
 from cli import prepare as prepare_cmd
 from cli import synth as synth_cmd
 from cli import weights as weights_cmd
@@ -30,7 +32,7 @@ def cli():
 
 
 # Each command lives in its own module under cli/ and is added here, so this file is the one list of them.
-for _command in (prepare_cmd.prepare, synth_cmd.synth, weights_cmd.weights):
+for _command in (prepare_cmd.prepare, synth_cmd.synth, weights_cmd.weights, detect_cmd.detect, evaluate_cmd.evaluate):
     cli.add_command(_command)
 
 

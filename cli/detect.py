@@ -1,0 +1,107 @@
+"""`shipseg detect`: a scene -> ship polygons (GeoJSON by default), with progress for people or for the QGIS plugin."""
+
+import contextlib
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import click
+from tqdm import tqdm
+
+from samgeo_ship.errors import ShipsegError
+from samgeo_ship.inference.detect import DEFAULT_MODEL, detect_scene, open_scene
+from samgeo_ship.models.bundle import read_card
+from samgeo_ship.raster import parse_bands
+from samgeo_ship.vector.preview import SHIP_COLOUR, render_preview
+from samgeo_ship.vector.writers import check_output, write_ships
+
+
+@contextlib.contextmanager
+def one_line_warnings():
+    """Show library warnings (e.g. resolution) as one 'Warning: ...' line on stderr."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda message, *a, **k: click.echo(f"Warning: {message}", err=True)
+        yield
+
+
+@contextlib.contextmanager
+def progress_reporter(mode: str):
+    """Yield ``update(tiles_done, tiles_total, ships)``: a tqdm bar (tiles, ships, time left) on stderr, one JSON
+    object per line on stdout, or nothing."""
+    if mode == "json":
+        def update(done, total, ships):
+            print(json.dumps({"event": "progress", "tiles_done": done, "tiles_total": total, "ships": ships}),
+                  flush=True)
+        yield update
+        return
+    if mode == "none":
+        yield lambda done, total, ships: None
+        return
+    bar = tqdm(unit=" tiles", dynamic_ncols=True, leave=False, file=sys.stderr)
+
+    def update(done, total, ships):
+        bar.total = total
+        bar.n = done
+        bar.set_postfix(ships=ships, refresh=False)
+        bar.refresh()
+
+    try:
+        yield update
+    finally:
+        bar.close()
+
+
+def output_path(scene: Path, output) -> Path:
+    """-o as given; a folder gets ``<scene stem>.ships.geojson`` inside; none: that name in the current folder."""
+    name = f"{scene.stem}.ships.geojson"
+    if output is None:
+        return Path.cwd() / name
+    output = Path(output)
+    return output / name if output.is_dir() else output
+
+
+@click.command("detect")
+@click.argument("scene", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-m", "--model", default=str(DEFAULT_MODEL), show_default="the bundled default model",
+              type=click.Path(dir_okay=False), help="Model bundle (.safetensors) made by `shipseg train`.")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Output .geojson (WGS84), .gpkg, .fgb or .parquet (scene CRS), or a folder "
+                   "[default: ./<scene>.ships.geojson].")
+@click.option("--bands", default=None, help="Bands by description or 1-based index [default: the model's bands].")
+@click.option("--boxes", type=click.Path(dir_okay=False), help="Vector file of boxes: one ship per box (any CRS).")
+@click.option("--points", type=click.Path(dir_okay=False), help="Vector file of points: one ship per point.")
+@click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1), help="Tiles encoded at once.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--preview", type=click.Path(dir_okay=False, path_type=Path), help="Also write a quick-look PNG.")
+@click.option("--progress", "progress_mode", type=click.Choice(["bar", "json", "none"]), default="bar",
+              show_default=True, help="json: one JSON object per line on stdout (for the QGIS plugin).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
+def detect(scene, model, output, bands, boxes, points, batch_size, device, preview, progress_mode, quiet):
+    """Find the ships in SCENE and write them as polygons with score, area, length, beam, heading and position.
+
+    Example: shipseg detect scene.tif -m ships.safetensors -o ships.gpkg --preview quicklook.png
+    """
+    if quiet and progress_mode == "bar":
+        progress_mode = "none"
+    out = output_path(scene, output)
+    try:
+        check_output(out)
+        if preview is not None and preview.suffix.lower() != ".png":
+            raise ShipsegError(f"{preview}: the preview is written as PNG; name it *.png")
+        with one_line_warnings(), progress_reporter(progress_mode) as update:
+            ships = detect_scene(scene, model, bands=parse_bands(bands), boxes=boxes, points=points,
+                                 batch_size=batch_size, device=device, progress=update)
+        write_ships(ships, out)
+        if preview is not None:
+            with open_scene(scene, read_card(model), parse_bands(bands)) as opened:
+                render_preview(opened, [(ships.geometry.values, SHIP_COLOUR)], preview)
+    except ShipsegError as exc:
+        if progress_mode == "json":  # the plugin reads stdout only; the group still prints the line on stderr
+            print(json.dumps({"event": "error", "message": str(exc)}), flush=True)
+        raise
+    if progress_mode == "json":
+        print(json.dumps({"event": "done", "output": str(out), "ships": len(ships)}), flush=True)
+    elif not quiet:
+        click.echo(f"{out}: {len(ships)} ships")

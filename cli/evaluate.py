@@ -1,0 +1,37 @@
+"""`shipseg evaluate`: score a model against truth polygons on one scene (a table, JSON and a figure)."""
+
+import json
+from pathlib import Path
+
+import click
+
+from cli.detect import one_line_warnings, progress_reporter
+from samgeo_ship.atomic import atomic_file
+from samgeo_ship.inference.evaluate import evaluate_scene
+from samgeo_ship.raster import parse_bands
+
+
+@click.command("evaluate")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("scene", type=click.Path(dir_okay=False))
+@click.argument("truth", type=click.Path(dir_okay=False))
+@click.option("--bands", default=None, help="Bands by description or 1-based index [default: the model's bands].")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the scores as JSON.")
+@click.option("--figure", type=click.Path(dir_okay=False, path_type=Path),
+              help="PNG of the scene with truth (green) and predictions (magenta).")
+@click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1), help="Tiles encoded at once.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def evaluate(model, scene, truth, bands, json_path, figure, batch_size, device, quiet):
+    """Detect ships in SCENE with MODEL and score them against the TRUTH polygons: precision, recall and F1 at
+    IoU 0.5, mask IoU with the truth boxes as prompts (and the filled-box baseline), length and heading errors.
+
+    Example: shipseg evaluate ships.safetensors scene.tif truth.geojson --json scores.json --figure scores.png
+    """
+    with one_line_warnings(), progress_reporter("none" if quiet else "bar") as update:
+        result = evaluate_scene(model, scene, truth, bands=parse_bands(bands), batch_size=batch_size, device=device,
+                                progress=update, figure=figure)
+    if json_path is not None:
+        with atomic_file(json_path) as tmp:
+            Path(tmp).write_text(json.dumps(result.to_dict(), indent=1))
+    click.echo(result.table())

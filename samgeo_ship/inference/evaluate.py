@@ -1,0 +1,105 @@
+"""Evaluate a model bundle on a scene with truth polygons: detection scores at IoU 0.5, mask quality with the truth
+boxes as prompts against the filled-box baseline, and length and heading errors of the matched ships."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import geopandas as gpd
+import numpy as np
+
+from samgeo_ship import metrics
+from samgeo_ship.inference.detect import detect_scene, load_model, open_scene
+from samgeo_ship.inference.predictor import resolve_device
+from samgeo_ship.labels import load_labels
+from samgeo_ship.vector.attributes import measure
+from samgeo_ship.vector.preview import SHIP_COLOUR, TRUTH_COLOUR, render_preview
+
+
+@dataclass
+class Evaluation:
+    """Scores of one model on one scene. IoU values are in [0, 1]; ``median_length_error`` is relative
+    (0.05 = 5 %); ``median_heading_error_deg`` is in degrees modulo 180. None where nothing could be measured."""
+
+    scene: str
+    model: str
+    truth_ships: int
+    predicted_ships: int
+    iou_threshold: float
+    tp: int
+    fp: int
+    fn: int
+    precision: float
+    recall: float
+    f1: float
+    matched_mean_iou: float | None
+    box_prompt_mean_iou: float | None
+    box_baseline_mean_iou: float | None
+    median_length_error: float | None
+    median_heading_error_deg: float | None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def table(self) -> str:
+        """A table for people."""
+        def f(v, pct=False):
+            return "n/a" if v is None else (f"{100 * v:.1f} %" if pct else f"{v:.3f}")
+        rows = [("scene", self.scene), ("model", self.model),
+                ("truth ships / predicted", f"{self.truth_ships} / {self.predicted_ships}"),
+                (f"TP / FP / FN at IoU {self.iou_threshold:g}", f"{self.tp} / {self.fp} / {self.fn}"),
+                ("precision", f(self.precision)), ("recall", f(self.recall)), ("F1", f(self.f1)),
+                ("mean IoU of matched ships", f(self.matched_mean_iou)),
+                ("mean mask IoU, truth boxes as prompts", f(self.box_prompt_mean_iou)),
+                ("mean IoU of the filled truth box (baseline)", f(self.box_baseline_mean_iou)),
+                ("median length error", f(self.median_length_error, pct=True)),
+                ("median heading error (deg)", "n/a" if self.median_heading_error_deg is None
+                 else f"{self.median_heading_error_deg:.1f}")]
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def evaluate_scene(model, scene_path, truth_path, bands=None, batch_size: int = 4, device: str = "auto",
+                   progress=None, figure=None, iou_threshold: float = metrics.IOU_THRESHOLD) -> Evaluation:
+    """Run detection on ``scene_path`` and score it against the polygons in ``truth_path`` (any vector format or
+    COCO JSON that ``load_labels`` reads). ``model``: bundle path or (ShipSam, BundleCard), loaded once for both
+    runs. ``figure``: optional PNG path for the scene with truth (green) and predictions (magenta) outlined."""
+    dev = resolve_device(device)
+    net, card, name = load_model(model, dev)
+    loaded = (net, card)
+    with open_scene(scene_path, card, bands) as scene:
+        truth = load_labels(truth_path, scene).ships
+        transform, bounds = scene.transform, scene.bounds
+    run = dict(bands=bands, batch_size=batch_size, device=str(dev))
+    pred = detect_scene(scene_path, loaded, progress=progress, **run)
+    matching = metrics.match(pred.geometry.values, truth.geometry.values, iou_threshold)
+    t = measure(truth.geometry)
+    errors = metrics.matched_errors(matching, pred["length_m"].to_numpy(), t["length_m"],
+                                    pred["heading_deg"].to_numpy(), t["heading_deg"])
+    box_iou, baseline = _box_prompts(scene_path, loaded, truth, transform, bounds, run)
+    if figure is not None:
+        with open_scene(scene_path, card, bands) as scene:
+            render_preview(scene, [(truth.geometry.values, TRUTH_COLOUR), (pred.geometry.values, SHIP_COLOUR)],
+                           figure)
+    return Evaluation(scene=scene.name, model=name if isinstance(model, tuple) else str(model),
+                      truth_ships=len(truth), predicted_ships=len(pred), iou_threshold=iou_threshold,
+                      tp=matching.tp, fp=matching.fp, fn=matching.fn, precision=matching.precision,
+                      recall=matching.recall, f1=matching.f1, matched_mean_iou=matching.mean_iou,
+                      box_prompt_mean_iou=box_iou, box_baseline_mean_iou=baseline, **errors)
+
+
+def _box_prompts(scene_path, loaded, truth: gpd.GeoDataFrame, transform, bounds, run):
+    """Each truth ship's bounding box (clipped to the scene) as a user box prompt; the IoU of the mask it gives with
+    the truth polygon (0 when no mask came back), and the IoU the filled box itself would score."""
+    if len(truth) == 0:
+        return None, None
+    b = truth.geometry.bounds.to_numpy().copy()
+    b[:, [0, 2]] = np.clip(b[:, [0, 2]], bounds.left, bounds.right)
+    b[:, [1, 3]] = np.clip(b[:, [1, 3]], bounds.bottom, bounds.top)
+    pred = detect_scene(scene_path, loaded, boxes=b, **run)
+    by_prompt = dict(zip(pred["prompt"], pred.geometry))
+    truth_geoms = truth.geometry.values
+    ious = [metrics.polygon_iou(by_prompt.get(i), g) for i, g in enumerate(truth_geoms)]
+    baseline = [metrics.box_baseline_iou(g, transform) for g in truth_geoms]
+    return metrics.mean_or_none(ious), metrics.mean_or_none(baseline)

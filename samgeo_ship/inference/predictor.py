@@ -1,0 +1,143 @@
+"""The batched tile predictor: normalised tiles -> SAM image embeddings -> prompts -> one mask per ship, returned at
+the tile's own resolution. Like segment_anything's SamPredictor, the encoder runs once per tile and the cheap decoder
+once per prompt."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.ops import nms
+
+MASK_CHUNK = 32  # prompts decoded at once: bounds the (N, T, T) logits of a crowded tile
+
+
+@dataclass
+class TilePrompts:
+    """User prompts for one tile, in tile pixels (x right, y down). Either ``boxes`` (N, 4) ``x0, y0, x1, y1``, or
+    ``points`` (N, P, 2) ``x, y`` with ``labels`` (N, P) (1 ship, 0 background). ``ids``: (N,) index of each prompt in
+    the user's list, carried to the output so every prompt can be traced to its ship."""
+
+    ids: np.ndarray
+    boxes: np.ndarray | None = None
+    points: np.ndarray | None = None
+    labels: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class TileDetection:
+    """One ship in one tile: ``mask`` (T, T) bool in tile pixels, ``score`` in [0, 1], ``iou_pred`` (SAM's own
+    estimate of the mask's IoU), ``prompt`` (user prompt index, -1 for the learned prompter)."""
+
+    mask: np.ndarray
+    score: float
+    iou_pred: float
+    prompt: int = -1
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """"auto" -> cuda when available, else cpu; "cpu" and "cuda[:n]" as given."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but no CUDA GPU is available")
+    return torch.device(device)
+
+
+class TilePredictor:
+    """Detect ships in batches of tiles with a ShipSam and its bundle card.
+
+    Scores: for the learned prompter, ``score`` is the prompter's heatmap peak (its detection confidence, trained
+    with a focal loss on ship centres), not multiplied by SAM's predicted IoU: SAM's IoU head is not trained to be
+    calibrated on ships, and multiplying would let an uncalibrated number veto good detections. ``iou_pred`` is kept
+    beside it. For user prompts there is no detection confidence, so ``score`` is the predicted IoU (clamped to
+    [0, 1])."""
+
+    def __init__(self, model, card, device: torch.device | str = "cpu"):
+        self.model = model
+        self.card = card
+        self.device = torch.device(device)
+        thresholds = {"score": 0.3, "mask_logit": 0.0, "nms_iou": 0.5, **(card.thresholds or {})}
+        self.score_threshold = float(thresholds["score"])
+        self.mask_logit = float(thresholds["mask_logit"])
+        self.nms_iou = float(thresholds["nms_iou"])
+
+    @property
+    def img_size(self) -> int:
+        return self.model.img_size
+
+    def _autocast(self):
+        # Autocast only on GPU: on CPU bfloat16 is slower on most cores and changes the masks for nothing.
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    @torch.inference_mode()
+    def predict(self, images: np.ndarray, prompts: list[TilePrompts | None] | None = None
+                ) -> list[list[TileDetection]]:
+        """Detect ships in a batch of tiles.
+
+        Args:
+            images: (B, C, T, T) float32 in [0, 1], C = 1 (repeated to grey RGB) or 3.
+            prompts: None to use the learned prompter; else one TilePrompts (or None: no ship asked for) per tile.
+
+        Returns per tile a list of TileDetection with (T, T) masks."""
+        B, C, T, _ = images.shape
+        if C not in (1, 3):
+            raise ValueError(f"the model takes 1 or 3 bands, got {C}")
+        S = self.img_size
+        x = torch.from_numpy(np.ascontiguousarray(images, np.float32)).to(self.device)
+        x = x.expand(B, 3, T, T) if C == 1 else x
+        if T != S:  # every tile covers the training ground footprint; the model sees it at its own input size
+            x = F.interpolate(x, size=(S, S), mode="bilinear", align_corners=False, antialias=T > S)
+        with self._autocast():
+            embeddings = self.model.encode(x * 255.0)
+            proposals = self.model.propose(embeddings, self.score_threshold) if prompts is None else None
+        out = []
+        for b in range(B):
+            if prompts is None:
+                boxes, scores = proposals[b].boxes.float(), proposals[b].scores.float()
+                keep = nms(boxes, scores, self.nms_iou) if len(boxes) else torch.zeros(0, dtype=torch.long)
+                out.append(self._decode(embeddings[b], T, boxes=boxes[keep], scores=scores[keep]))
+            else:
+                out.append(self._decode_user(embeddings[b], T, prompts[b]))
+        return out
+
+    def _decode_user(self, embedding, T: int, prompts: TilePrompts | None) -> list[TileDetection]:
+        if prompts is None or len(prompts) == 0:
+            return []
+        scale = self.img_size / T  # tile pixels -> model pixels
+        if prompts.boxes is not None:
+            boxes = torch.as_tensor(prompts.boxes, dtype=torch.float32, device=self.device) * scale
+            return self._decode(embedding, T, boxes=boxes, ids=prompts.ids)
+        coords = torch.as_tensor(prompts.points, dtype=torch.float32, device=self.device) * scale
+        labels = torch.as_tensor(prompts.labels, dtype=torch.int64, device=self.device)
+        return self._decode(embedding, T, points=(coords, labels), ids=prompts.ids)
+
+    def _decode(self, embedding, T: int, boxes=None, points=None, scores=None, ids=None) -> list[TileDetection]:
+        """Decode in chunks of MASK_CHUNK prompts; logits are resized to the tile (T, T) before thresholding, so the
+        mask edge is placed at tile resolution, not at the model's."""
+        n = len(boxes) if boxes is not None else (len(points[0]) if points is not None else 0)
+        detections = []
+        for start in range(0, n, MASK_CHUNK):
+            sl = slice(start, start + MASK_CHUNK)
+            with self._autocast():
+                logits, iou = self.model.decode(embedding, boxes=boxes[sl] if boxes is not None else None,
+                                                points=(points[0][sl], points[1][sl]) if points is not None else None)
+            logits = logits.float()[:, None]
+            if logits.shape[-1] != T:
+                logits = F.interpolate(logits, size=(T, T), mode="bilinear", align_corners=False)
+            masks = (logits[:, 0] > self.mask_logit).cpu().numpy()
+            iou = iou.float().clamp(0, 1).cpu().numpy()
+            for k in range(len(masks)):
+                i = start + k
+                score = float(scores[i]) if scores is not None else float(iou[k])
+                detections.append(TileDetection(masks[k], score, float(iou[k]),
+                                                int(ids[i]) if ids is not None else -1))
+        return detections

@@ -1,0 +1,164 @@
+import json
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import shapely
+import torch
+from affine import Affine
+from click.testing import CliRunner
+from PIL import Image
+
+from cli.main import cli
+from samgeo_ship.errors import ShipsegError
+from samgeo_ship.inference.detect import DetectWarning, detect_scene, tile_grid
+from samgeo_ship.models.bundle import BundleCard, save_bundle
+from samgeo_ship.models.shipsam import ShipSam
+from samgeo_ship.raster import Scene
+
+from conftest import write_raster
+from test_labels import ship
+
+BANDS = ["B04", "B03", "B02"]
+PX = Affine.identity()
+HULLS = [ship(60, 50, 30, 6, 20, PX), ship(140, 100, 40, 7, 80, PX), ship(100, 170, 24, 5, 0, PX)]  # scene px
+
+
+def in_crs(hulls, t):
+    return [shapely.affinity.affine_transform(h, [t.a, t.b, t.d, t.e, t.c, t.f]) for h in hulls]
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    """A randomly initialised sam_tiny bundle: detection must run end to end, whatever it finds."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    return save_bundle(ShipSam.from_config("sam_tiny"), BundleCard("sam_tiny", BANDS, 10.0, 128, 16), path)
+
+
+def harbour(path, size=200, transform=None, crs="EPSG:32631", nodata_rows=0):
+    """Dark water with bright hulls (HULLS, scene pixels) and an optional nodata strip at the bottom."""
+    rng = np.random.default_rng(1)
+    data = rng.integers(300, 400, size=(3, size, size)).astype(np.uint16)
+    from rasterio.features import rasterize
+    ships = rasterize(HULLS, out_shape=(size, size), transform=PX) > 0
+    data[:, ships] = 3000
+    if nodata_rows:
+        data[:, size - nodata_rows:] = 0
+    return write_raster(path, data, crs=crs, transform=transform, nodata=0, descriptions=BANDS)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    return harbour(tmp_path_factory.mktemp("scene") / "harbour.tif", nodata_rows=40)
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_detect_writes_valid_geojson_and_json_progress(tmp_path, bundle, scene):
+    out = tmp_path / "ships.geojson"
+    result = run("detect", scene, "-m", bundle, "-o", out, "--progress", "json", "--batch-size", 3,
+                 "--preview", tmp_path / "look.png")
+    assert result.exit_code == 0, result.output
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {e["event"] for e in events[:-1]} == {"progress"}
+    assert events[-2]["tiles_done"] == events[-2]["tiles_total"] == 9  # 200 px / 96 px cores -> 3 x 3
+    assert events[-1] == {"event": "done", "output": str(out), "ships": events[-1]["ships"]}
+    doc = json.loads(out.read_text())
+    assert doc["type"] == "FeatureCollection" and len(doc["features"]) == events[-1]["ships"]
+    assert Image.open(tmp_path / "look.png").size == (200, 200)
+
+
+def test_default_output_name_is_beside_the_current_folder(tmp_path, bundle, scene, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run("detect", scene, "-m", bundle, "-q")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "harbour.ships.geojson").exists()
+
+
+def test_user_boxes_give_one_polygon_per_box_inside_the_scene(tmp_path, bundle, scene):
+    boxes = tmp_path / "boxes.geojson"
+    with Scene.open(scene) as s:
+        transform, bounds = s.transform, shapely.box(*s.bounds)
+    hulls = in_crs(HULLS, transform)
+    gpd.GeoDataFrame(geometry=[h.envelope for h in hulls], crs="EPSG:32631").to_crs("EPSG:4326").to_file(boxes)
+    out = tmp_path / "ships.gpkg"
+    result = run("detect", scene, "-m", bundle, "--boxes", boxes, "-o", out, "-q")
+    assert result.exit_code == 0, result.output
+    ships = gpd.read_file(out)
+    assert len(ships) == 3 and sorted(ships["prompt"]) == [0, 1, 2]
+    assert ships.crs.to_epsg() == 32631 and all(bounds.buffer(1e-6).contains(g) for g in ships.geometry)
+    assert (ships.geom_type == "Polygon").all()
+
+
+def test_detect_scene_in_degrees_scales_tiles_to_the_training_footprint(tmp_path, bundle):
+    # ~5 m pixels at 43 N in degrees: windows of ~256 scene px cover the 1280 m of a 128 px, 10 m training tile
+    t = Affine(0.00006, 0, 5.3, 0, -0.000045, 43.3)
+    path = harbour(tmp_path / "deg.tif", size=300, transform=t, crs="EPSG:4326")
+    with Scene.open(path) as s:
+        grid = tile_grid(s, BundleCard("sam_tiny", BANDS, 10.0, 128, 16))
+        assert 0.8 * 256 < grid.tile_size < 1.2 * 256 and grid.overlap == round(16 * 10 / s.ground_pixel_size_m)
+    ships = detect_scene(path, bundle, device="cpu")
+    assert ships.crs.to_epsg() == 4326
+    assert list(ships.columns[:10]) == ["ship_id", "score", "area_m2", "length_m", "beam_m", "heading_deg", "lon",
+                                        "lat", "scene", "model"]
+
+
+def test_resolution_far_from_the_models_is_refused_and_coarse_pixels_warn(tmp_path, bundle):
+    coarse = harbour(tmp_path / "coarse.tif", transform=Affine(60.0, 0, 500_000, 0, -60.0, 4_800_000))
+    result = run("detect", coarse, "-m", bundle, "-o", tmp_path / "c.geojson", "-q")
+    assert result.exit_code == 2 and "more than 4x apart" in result.stderr
+    assert not (tmp_path / "c.geojson").exists()
+    blurry = harbour(tmp_path / "blurry.tif", size=64, transform=Affine(20.0, 0, 500_000, 0, -20.0, 4_800_000))
+    with pytest.warns(DetectWarning, match="below what the model resolves"):
+        detect_scene(blurry, bundle, device="cpu")
+
+
+def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path, bundle, scene):
+    not_tif = tmp_path / "broken.tif"
+    not_tif.write_text("not a raster")
+    not_bundle = tmp_path / "model.safetensors"
+    not_bundle.write_bytes(b"\x00" * 64)
+    empty = write_raster(tmp_path / "empty.tif", np.zeros((3, 64, 64), np.uint16), nodata=0, descriptions=BANDS)
+    far = tmp_path / "far.geojson"
+    gpd.GeoDataFrame(geometry=[shapely.box(10, 10, 10.01, 10.01)], crs="EPSG:4326").to_file(far)
+    cases = [(tmp_path / "missing.tif", bundle, []), (not_tif, bundle, []), (scene, not_bundle, []),
+             (empty, bundle, []), (scene, bundle, ["--boxes", far]), (scene, tmp_path / "none.safetensors", []),
+             (scene, bundle, ["--bands", "B08"])]
+    for i, (scene_path, model, extra) in enumerate(cases):
+        out = tmp_path / f"out{i}.geojson"
+        result = run("detect", scene_path, "-m", model, "-o", out, "-q", *extra)
+        assert result.exit_code == 2, (i, result.output)
+        assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("Error: "), result.stderr
+        assert not out.exists()
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_bad_input_in_json_mode_reports_an_error_event(tmp_path, bundle):
+    result = run("detect", tmp_path / "missing.tif", "-m", bundle, "--progress", "json", "-o", tmp_path / "o.geojson")
+    assert result.exit_code == 2
+    assert json.loads(result.stdout.splitlines()[-1])["event"] == "error"
+
+
+def test_evaluate_reports_table_json_and_figure(tmp_path, bundle, scene):
+    truth = tmp_path / "truth.geojson"
+    with Scene.open(scene) as s:
+        t = s.transform
+    hulls = in_crs(HULLS, t)
+    gpd.GeoDataFrame(geometry=hulls, crs="EPSG:32631").to_crs("EPSG:4326").to_file(truth)
+    result = run("evaluate", bundle, scene, truth, "--json", tmp_path / "e.json", "--figure", tmp_path / "e.png",
+                 "-q")
+    assert result.exit_code == 0, result.output
+    assert "precision" in result.stdout and "filled truth box" in result.stdout
+    scores = json.loads((tmp_path / "e.json").read_text())
+    assert scores["truth_ships"] == 3 and 0 <= scores["f1"] <= 1
+    assert 0 <= scores["box_prompt_mean_iou"] <= 1
+    assert 0.3 < scores["box_baseline_mean_iou"] < 0.9  # rotated hulls fill part of their box
+    assert Image.open(tmp_path / "e.png").mode == "RGB"
+
+
+def test_library_errors_are_shipseg_errors(tmp_path, bundle, scene):
+    with pytest.raises(ShipsegError, match="either box prompts or point prompts"):
+        detect_scene(scene, bundle, boxes=np.zeros((1, 4)), points=np.zeros((1, 2)))

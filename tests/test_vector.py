@@ -1,0 +1,153 @@
+import json
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import shapely
+from affine import Affine
+from pyproj import Transformer
+from rasterio.features import rasterize
+from shapely import affinity
+
+from samgeo_ship.metrics import polygon_iou
+from samgeo_ship.tiling import TileGrid
+from samgeo_ship.vector.attributes import measure, ship_table
+from samgeo_ship.vector.merge import Part, largest_polygon, merge_parts, owns, touches_edge
+from samgeo_ship.vector.vectorise import vectorise
+from samgeo_ship.vector.writers import write_ships
+
+from test_labels import ship
+
+UTM = Affine(10.0, 0, 500_000.0, 0, -10.0, 4_800_000.0)
+
+
+def tiled_detections(hulls, width, height, tile_size, overlap):
+    """What a perfect model would hand to merging: each tile's view of each ship (cut at the window edge and at
+    the scene edge), kept by the tile that owns it, vectorised in the tile's own affine."""
+    grid = TileGrid(width, height, tile_size, overlap, UTM)
+    parts = []
+    for tile in grid:
+        rows = np.arange(tile.size) + int(tile.window.row_off)
+        cols = np.arange(tile.size) + int(tile.window.col_off)
+        inside = ((rows >= 0) & (rows < height))[:, None] & ((cols >= 0) & (cols < width))[None, :]
+        for hull in hulls:
+            mask = rasterize([hull], out_shape=(tile.size, tile.size), transform=tile.transform, dtype=np.uint8) > 0
+            mask &= inside
+            if mask.any() and owns(tile.core_slices(), mask):
+                parts.append(Part(largest_polygon(vectorise(mask, tile.transform)), 0.9, touches_edge(mask)))
+    return merge_parts(parts, pixel_size=10.0)
+
+
+@pytest.mark.parametrize("tile_size, overlap", [(64, 0), (96, 8), (128, 20)])
+def test_ships_across_seams_become_exactly_one_polygon_each(tile_size, overlap):
+    # a 120 px ship crossing several seams of every grid, and a 24 px one across the 80/88 px seams
+    hulls = [ship(128, 128, 120, 8, 20), ship(82, 40, 24, 6, 0), ship(200, 220, 30, 6, 100)]
+    merged = tiled_detections(hulls, 256, 256, tile_size, overlap)
+    assert len(merged) == 3
+    assert [m.geometry.geom_type for m in merged] == ["Polygon"] * 3
+    # ids are by position (north first), whatever the grid: ship 2 (row 40) is first, then ship 1, then ship 3
+    for m, hull in zip(merged, [hulls[1], hulls[0], hulls[2]]):
+        assert polygon_iou(m.geometry, hull) > 0.85
+
+
+def test_merge_result_does_not_depend_on_the_grid():
+    hulls = [ship(128, 128, 120, 8, 20), ship(82, 40, 24, 6, 0)]
+    runs = [tiled_detections(hulls, 256, 256, s, o) for s, o in [(64, 0), (96, 8), (128, 20)]]
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            assert polygon_iou(a.geometry, b.geometry) > 0.95
+
+
+def test_user_prompt_parts_are_never_merged():
+    a = shapely.box(0, 0, 100, 20)
+    merged = merge_parts([Part(a, 0.5, prompt=0), Part(a, 0.6, prompt=1)], pixel_size=10.0)
+    assert sorted(m.prompt for m in merged) == [0, 1]
+
+
+def hull_m(cx, cy, length, beam, heading):
+    """A length x beam rectangle centred on (cx, cy) metres, long axis at ``heading`` degrees clockwise from
+    north (grid north of a projected CRS)."""
+    box = shapely.box(cx - beam / 2, cy - length / 2, cx + beam / 2, cy + length / 2)
+    return affinity.rotate(box, -heading, origin=(cx, cy))
+
+
+def test_attributes_in_utm():
+    hull = hull_m(500_000.0, 4_790_000.0, 200.0, 30.0, 60.0)  # on zone 31's central meridian: grid = true north
+    m = measure(gpd.GeoSeries([hull], crs="EPSG:32631"))
+    assert m["length_m"][0] == pytest.approx(200, rel=0.02)
+    assert m["beam_m"][0] == pytest.approx(30, rel=0.02)
+    assert m["heading_deg"][0] == pytest.approx(60, abs=2)
+    assert m["area_m2"][0] == pytest.approx(6000, rel=0.02)
+    assert m["lon"][0] == pytest.approx(3.0, abs=1e-6) and 43 < m["lat"][0] < 43.4
+
+
+@pytest.mark.parametrize("crs", ["EPSG:3857", "EPSG:4326"])
+def test_attributes_in_web_mercator_and_degrees_match_utm(crs):
+    to_utm = Transformer.from_crs("EPSG:4326", "EPSG:32631", always_xy=True)
+    cx, cy = to_utm.transform(3.0, 35.0)
+    hull = hull_m(cx, cy, 200.0, 30.0, 60.0)
+    utm = measure(gpd.GeoSeries([hull], crs="EPSG:32631"))
+    other = measure(gpd.GeoSeries([hull], crs="EPSG:32631").to_crs(crs))
+    for key in ("length_m", "beam_m"):
+        assert other[key][0] == pytest.approx(utm[key][0], rel=0.02)
+    assert other["heading_deg"][0] == pytest.approx(utm["heading_deg"][0], abs=2)
+    # Web Mercator units are 1/cos(35 deg) = 1.22x too long on the ground: a naive length would be 244 m
+    naive = gpd.GeoSeries([hull], crs="EPSG:32631").to_crs("EPSG:3857").iloc[0].minimum_rotated_rectangle.length
+    assert naive / 2 > 1.15 * (utm["length_m"][0] + utm["beam_m"][0])
+
+
+def ships_fixture(n=3):
+    hulls = [hull_m(500_000.0 + 1000 * i, 4_790_000.0, 200.0, 30.0, 30.0 * i) for i in range(n)]
+    return ship_table(gpd.GeoSeries(hulls, crs="EPSG:32631"), [0.9] * n, "scene", "model")
+
+
+def ring_is_ccw(ring) -> bool:
+    xy = np.asarray(ring)
+    return 0.5 * np.sum(xy[:-1, 0] * xy[1:, 1] - xy[1:, 0] * xy[:-1, 1]) > 0
+
+
+def test_geojson_is_rfc7946(tmp_path):
+    ships = ships_fixture()
+    # clockwise exterior on purpose: the writer must orient it
+    ships.loc[0, "geometry"] = shapely.Polygon(list(ships.geometry.iloc[0].exterior.coords)[::-1])
+    path = write_ships(ships, tmp_path / "ships.geojson")
+    doc = json.loads(path.read_text())
+    assert doc["type"] == "FeatureCollection" and "crs" not in doc and len(doc["features"]) == 3
+    for feature in doc["features"]:
+        assert feature["type"] == "Feature" and feature["geometry"]["type"] == "Polygon"
+        exterior = feature["geometry"]["coordinates"][0]
+        assert exterior[0] == exterior[-1] and ring_is_ccw(exterior)
+        lons, lats = np.asarray(exterior).T
+        assert np.all(np.abs(lons) <= 180) and np.all(np.abs(lats) <= 90)
+        assert 2.9 < lons.mean() < 3.1 and 43 < lats.mean() < 43.4  # lon/lat order, not lat/lon
+        props = feature["properties"]
+        assert feature["id"] == props["ship_id"]
+        assert {"score", "area_m2", "length_m", "beam_m", "heading_deg", "lon", "lat", "scene", "model"} <= set(props)
+
+
+@pytest.mark.parametrize("suffix", [".geojson", ".gpkg", ".fgb", ".parquet"])
+def test_every_format_round_trips_and_an_empty_result_is_valid(tmp_path, suffix):
+    ships = ships_fixture()
+    path = write_ships(ships, tmp_path / f"ships{suffix}")
+    back = gpd.read_parquet(path) if suffix == ".parquet" else gpd.read_file(path)
+    assert len(back) == 3 and back.crs.to_epsg() == (4326 if suffix == ".geojson" else 32631)
+    empty = write_ships(ships.iloc[:0], tmp_path / f"empty{suffix}")
+    back = gpd.read_parquet(empty) if suffix == ".parquet" else gpd.read_file(empty)
+    assert len(back) == 0
+    if suffix == ".geojson":
+        assert json.loads(empty.read_text()) == {"type": "FeatureCollection", "features": []}
+
+
+def test_a_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    target = tmp_path / "ships.parquet"
+    target.write_bytes(b"previous result")
+
+    def half_write(self, path, *a, **k):
+        open(path, "wb").write(b"PAR1 half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(gpd.GeoDataFrame, "to_parquet", half_write)
+    with pytest.raises(OSError):
+        write_ships(ships_fixture(), target)
+    assert target.read_bytes() == b"previous result"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ships.parquet"]
