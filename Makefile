@@ -26,3 +26,28 @@ samples: install
 # Re-pins every dependency from the current environment.
 lock: install
 	$(BIN)/pip freeze --exclude-editable | grep -v '^shipseg' > requirements.lock
+
+# --- QGIS plugin (qgis_plugin/shipseg_qgis): Debian's QGIS 3.22, tests under the system python3 -------------------
+QGIS_PKGS := python3-qgis qgis-providers qgis xvfb xauth python3-venv python3-psutil
+QVENV := .venv-qgis
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: qgis-deps plugin-zip test-qgis
+
+qgis-deps:
+	@if [ "$$(dpkg-query -W -f='$${Status}\n' $(QGIS_PKGS) 2>/dev/null | grep -c 'install ok installed')" = "$(words $(QGIS_PKGS))" ]; then \
+		echo "qgis-deps: $(QGIS_PKGS) already installed"; \
+	else \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $(QGIS_PKGS); \
+	fi
+
+plugin-zip:
+	/usr/bin/python3 scripts/build_plugin_zip.py qgis_plugin/shipseg_qgis dist/shipseg_qgis.zip
+
+$(QVENV)/.done: tests_qgis/requirements.txt
+	/usr/bin/python3 -m venv --system-site-packages $(QVENV)
+	$(QVENV)/bin/pip install -q -r tests_qgis/requirements.txt
+	touch $@
+
+test-qgis: qgis-deps install $(QVENV)/.done
+	QT_QPA_PLATFORM=offscreen $(QVENV)/bin/python -m pytest -q tests_qgis
