@@ -20,6 +20,9 @@ from samgeo_ship.errors import fail
 GDAL_ENV = {"GDAL_CACHEMAX": 64, "GDAL_NUM_THREADS": "ALL_CPUS"}
 # Long side of the decimated read used for scene statistics, in pixels.
 STATS_MAX_SIDE = 1024
+# Scenes up to this many pixels are read whole (decimated) for statistics; larger ones are sampled in windows.
+SMALL_SCENE_PX = 8192 * 8192
+SAMPLE_WINDOW = 64
 _GEOD = Geod(ellps="WGS84")
 
 
@@ -177,13 +180,16 @@ class Scene:
         return self._normalisation
 
     def compute_normalisation(self, percentiles=(1.0, 99.0), max_side: int = STATS_MAX_SIDE) -> Normalisation:
-        """Percentile stretch from a decimated read (long side <= ``max_side`` px) of the valid pixels."""
-        scale = max(self.width, self.height) / max_side
-        shape = (max(1, round(self.height / scale)), max(1, round(self.width / scale))) if scale > 1 else (
-            self.height, self.width)
-        data = self._src.read(self.band_indexes, out_shape=(len(self.band_indexes), *shape),
-                              resampling=Resampling.nearest)
-        valid = self._src.dataset_mask(out_shape=shape, resampling=Resampling.nearest) > 0
+        """Percentile stretch of the valid pixels of a decimated view of the scene (about ``max_side`` px a side).
+
+        A small scene, or one with overviews, is read whole at reduced resolution. A large one without overviews
+        is sampled as an even grid of ``SAMPLE_WINDOW`` px windows instead: a decimated read of the whole file
+        would decode every compressed block once per output row (GDAL's bounded block cache cannot hold a row of
+        blocks), which took over ten minutes on a 20000 x 20000 px scene."""
+        if self.width * self.height <= SMALL_SCENE_PX or self._src.overviews(self.band_indexes[0]):
+            data, valid = self._decimated(max_side)
+        else:
+            data, valid = self._sampled(max_side)
         lows, highs = [], []
         for band in data:
             values = band[valid]
@@ -194,6 +200,23 @@ class Scene:
             lows.append(float(lo))
             highs.append(float(hi) if hi > lo else float(lo) + 1.0)
         return Normalisation(tuple(lows), tuple(highs), tuple(percentiles))
+
+    def _decimated(self, max_side: int) -> tuple[np.ndarray, np.ndarray]:
+        scale = max(1.0, max(self.width, self.height) / max_side)
+        shape = (max(1, round(self.height / scale)), max(1, round(self.width / scale)))
+        data = self._src.read(self.band_indexes, out_shape=(len(self.band_indexes), *shape),
+                              resampling=Resampling.nearest)
+        return data, self._src.dataset_mask(out_shape=shape, resampling=Resampling.nearest) > 0
+
+    def _sampled(self, max_side: int) -> tuple[np.ndarray, np.ndarray]:
+        """(C, N) values and (N,) validity of an even grid of windows holding about max_side**2 pixels."""
+        n = max(1, max_side // SAMPLE_WINDOW)
+        size = min(SAMPLE_WINDOW, self.width, self.height)
+        cols = np.linspace(0, self.width - size, n).astype(int)
+        rows = np.linspace(0, self.height - size, n).astype(int)
+        parts = [self.read_raw(Window(int(c), int(r), size, size)) for r in rows for c in cols]
+        data = np.concatenate([d.reshape(len(self.band_indexes), -1) for d, _ in parts], axis=1)
+        return data, np.concatenate([v.reshape(-1) for _, v in parts])
 
     # ---- windowed reads --------------------------------------------------------------------------------------
     def window_transform(self, window: Window) -> Affine:

@@ -88,3 +88,21 @@ def test_ground_pixel_size_is_metric_in_web_mercator(tmp_path):
                         transform=Affine(10, 0, 0, 0, -10, y60 + 50))
     with Scene.open(path) as scene:
         assert scene.ground_pixel_size_m == pytest.approx(5.0, rel=0.01)
+
+
+def test_large_scenes_are_sampled_in_windows_with_the_same_statistics(tmp_path, monkeypatch):
+    import samgeo_ship.raster as raster
+
+    rng = np.random.default_rng(2)
+    data = rng.gamma(2.0, 400.0, size=(3, 1500, 1500)).astype(np.uint16)
+    path = write_raster(tmp_path / "big.tif", data)
+    monkeypatch.setattr(raster, "SMALL_SCENE_PX", 0)  # take the large-scene path
+    reads = []
+    with Scene.open(path) as scene:
+        original = scene.read_raw
+        monkeypatch.setattr(scene, "read_raw", lambda w: reads.append(w) or original(w))
+        norm = scene.compute_normalisation(max_side=512)
+    assert len(reads) == 64 and all(w.width == 64 for w in reads)  # an 8 x 8 grid of 64 px windows
+    full = np.percentile(data.reshape(3, -1), [1, 99], axis=1)
+    np.testing.assert_allclose(norm.low, full[0], rtol=0.1)
+    np.testing.assert_allclose(norm.high, full[1], rtol=0.05)
