@@ -9,8 +9,10 @@ from samgeo_ship.errors import ShipsegError
 
 from cli import detect as detect_cmd
 from cli import evaluate as evaluate_cmd
+from cli import info as info_cmd
 from cli import prepare as prepare_cmd
 from cli import synth as synth_cmd
+from cli import train as train_cmd
 from cli import weights as weights_cmd
 
 
@@ -32,7 +34,8 @@ def cli():
 
 
 # Each command lives in its own module under cli/ and is added here, so this file is the one list of them.
-for _command in (prepare_cmd.prepare, synth_cmd.synth, weights_cmd.weights, detect_cmd.detect, evaluate_cmd.evaluate):
+for _command in (prepare_cmd.prepare, synth_cmd.synth, weights_cmd.weights, detect_cmd.detect, evaluate_cmd.evaluate,
+                 train_cmd.train, info_cmd.info):
     cli.add_command(_command)
 
 

@@ -16,6 +16,7 @@ from safetensors.torch import save_file
 from samgeo_ship import __version__
 from samgeo_ship.atomic import atomic_file
 from samgeo_ship.errors import fail
+from samgeo_ship.models.lora import add_lora, is_lora_key
 from samgeo_ship.models.registry import CONFIGS, SamConfig, build_sam, read_checkpoint
 from samgeo_ship.models.shipsam import ShipSam
 
@@ -41,6 +42,7 @@ class BundleCard:
                                                         "prompter"])
     encoder_mode: str = "full"
     stored: list[str] = field(default_factory=lambda: ["sam", "prompter"])
+    lora: dict = field(default_factory=dict)  # {"rank": r, "alpha": a, "target": "attn.qkv"} when adapted
     training: dict = field(default_factory=dict)
     validation: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
@@ -62,15 +64,20 @@ def save_bundle(model: ShipSam, card: BundleCard, path) -> Path:
     """Write ``model``'s stored parts and ``card`` to ``path`` atomically; fills in card.config and the hash.
 
     With a frozen official encoder (``card.stored`` without "sam.image_encoder") the encoder weights are not
-    copied: the bundle names the base checkpoint and its SHA-256 instead."""
+    copied: the bundle names the base checkpoint and its SHA-256 instead. The entry "lora" in ``card.stored``
+    selects the encoder's low-rank adapters (see samgeo_ship.models.lora)."""
     path = Path(path)
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()
-             if any(k == p or k.startswith(p + ".") for p in card.stored)}
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items() if is_stored(k, card.stored)}
     card.config = dataclasses.asdict(model.config)
     card.weights_sha256 = tensors_sha256(state)
     with atomic_file(path) as tmp:
         save_file(state, str(tmp), metadata={CARD_KEY: card.to_json()})
     return path
+
+
+def is_stored(key: str, stored: list[str]) -> bool:
+    """Whether the state_dict ``key`` belongs to one of the ``stored`` parts (module prefixes, or "lora")."""
+    return any(key == p or key.startswith(p + ".") for p in stored) or ("lora" in stored and is_lora_key(key))
 
 
 def read_card(path) -> BundleCard:
@@ -108,7 +115,9 @@ def load_bundle(path, device="cpu", base_checkpoint=None) -> tuple[ShipSam, Bund
     if tensors_sha256(state) != card.weights_sha256:
         raise fail(path, "its weights do not match the hash in its card (the file was modified or damaged)")
     model = ShipSam(build_sam(config), config)
-    if not any(k.startswith("sam.image_encoder.") for k in state):
+    if card.lora:
+        add_lora(model.sam.image_encoder, int(card.lora["rank"]), float(card.lora["alpha"]))
+    if not any(k.startswith("sam.image_encoder.") and not is_lora_key(k) for k in state):
         state.update(_base_encoder(path, card, base_checkpoint))
     try:
         model.load_state_dict(state, strict=True)

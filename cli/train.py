@@ -1,0 +1,79 @@
+"""`shipseg train`: prepared datasets -> a fine-tuned SAM model bundle (.safetensors with a JSON card)."""
+
+import click
+from tqdm import tqdm
+
+from samgeo_ship.models.registry import CONFIGS
+from samgeo_ship.training import TrainConfig, train as run_training
+from samgeo_ship.training.modes import MODES
+
+
+@click.command("train")
+@click.argument("datasets", nargs=-1, required=True, type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Model bundle to write.")
+@click.option("--model-type", default="sam_tiny", show_default=True, type=click.Choice(list(CONFIGS)))
+@click.option("--encoder", type=click.Choice(MODES), default=None,
+              help="frozen (default for vit_b/l/h; embeddings cached), lora or full (default for sam_tiny/small).")
+@click.option("--epochs", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1))
+@click.option("--lr", default=None, type=click.FloatRange(min=0, min_open=True),
+              help="Peak learning rate [1e-4 from an official base, 1e-3 from random init].")
+@click.option("--val-fraction", default=0.2, show_default=True, type=click.FloatRange(0, 0.9),
+              help="Fraction of the tiles (seeded) held out for validation.")
+@click.option("--val", "val_datasets", multiple=True, type=click.Path(),
+              help="Validate on this dataset instead (repeat for several); overrides --val-fraction.")
+@click.option("--patience", default=5, show_default=True, type=click.IntRange(min=1),
+              help="Stop after this many epochs without a better validation mask IoU.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--resume", is_flag=True, help="Continue from OUTPUT's checkpoint (MODEL.ckpt.safetensors).")
+@click.option("--base-checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="SAM checkpoint to start from [the cached official one for vit_b/l/h].")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Embedding cache for a frozen encoder [$SHIPSEG_HOME/embeddings or ~/.cache/shipseg/embeddings].")
+@click.option("--no-augment", is_flag=True, help="No flips or 90-degree rotations.")
+@click.option("--lora-rank", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--lora-alpha", default=16.0, show_default=True, type=float)
+@click.option("--threads", default=None, type=click.IntRange(min=1), help="CPU threads [all cores].")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.pass_context
+def train(ctx, datasets, output, model_type, encoder, epochs, batch_size, lr, val_fraction, val_datasets, patience,
+          seed, device, resume, base_checkpoint, cache_dir, no_augment, lora_rank, lora_alpha, threads, quiet):
+    """Fine-tune SAM and its ship prompter on DATASETS (directories made by shipseg prepare).
+
+    Example: shipseg train harbour_ds/ -o ships.safetensors --model-type vit_b --epochs 30
+    """
+    config = TrainConfig(model_type=model_type, encoder=encoder, epochs=epochs, batch_size=batch_size, lr=lr,
+                         val_fraction=val_fraction, patience=patience, seed=seed, device=device,
+                         augment=not no_augment, lora_rank=lora_rank, lora_alpha=lora_alpha,
+                         base_checkpoint=base_checkpoint, cache_dir=cache_dir, threads=threads)
+    bar = None
+
+    def on_step(epoch, step, steps, stats):
+        nonlocal bar
+        if quiet:
+            return
+        if bar is None or bar.total != steps or step == 1:
+            if bar is not None:
+                bar.close()
+            bar = tqdm(total=steps, unit=" steps", desc=f"epoch {epoch}", dynamic_ncols=True, leave=False)
+        bar.n = step
+        bar.set_postfix(loss=f"{stats['loss']:.3f}", iou=f"{stats.get('iou', float('nan')):.3f}")
+
+    def on_epoch(record):
+        if not quiet and "mask_iou" in record:
+            tqdm.write(f"epoch {record['epoch']}: loss {record['loss']:.3f}, val mask IoU {record['mask_iou']:.3f} "
+                       f"(filled box {record['box_baseline_iou']:.3f}), {record['encoded']} tiles encoded")
+
+    try:
+        result = run_training(list(datasets), output, config, val_datasets=list(val_datasets), resume=resume,
+                              recipe=dict(ctx.params), on_step=on_step, on_epoch=on_epoch)
+    finally:
+        if bar is not None:
+            bar.close()
+    v = result.card.validation
+    summary = (f"val mask IoU {v['mask_iou']:.3f} (at init {v['initial_mask_iou']:.3f}, filled box "
+               f"{v['box_baseline_iou']:.3f}), best epoch {v['best_epoch']}") if v.get("mask_iou") is not None \
+        else "no validation tiles"
+    click.echo(f"{output}: {result.card.model_type} ({result.card.encoder_mode} encoder), "
+               f"{result.card.training['epochs']} epochs, {summary}")

@@ -1,0 +1,312 @@
+"""The training loop: prepared datasets + a SAM base -> a fine-tuned ShipSam bundle with a full card.
+
+AdamW with linear warmup then cosine decay; validation each epoch; early stopping on validation mask IoU,
+keeping the best weights; a resumable checkpoint after each epoch; deterministic for a given seed."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from samgeo_ship.errors import ShipsegError, fail
+from samgeo_ship.models.bundle import BundleCard, is_stored, save_bundle
+from samgeo_ship.models.prompter import prompter_loss, prompter_targets
+from samgeo_ship.training import checkpoint as ckpt
+from samgeo_ship.training.augment import VARIANTS
+from samgeo_ship.training.cache import EmbeddingCache, default_cache_dir, embedding_key, encoder_sha256
+from samgeo_ship.training.data import Sample, load_sample, open_datasets, split_tiles
+from samgeo_ship.training.evaluate import validate
+from samgeo_ship.training.losses import mask_loss
+from samgeo_ship.training.modes import configure, default_mode, load_base
+from samgeo_ship.training.prompts import PromptRecipe, sample_prompts
+
+
+@dataclass
+class TrainConfig:
+    """Everything that shapes a training run (the card's recipe records it).
+
+    encoder: "frozen", "lora", "full" or None (frozen for vit_b/l/h, full for sam_tiny/sam_small).
+    lr: peak learning rate; None = 1e-4 from an official base, 1e-3 from random init.
+    warmup: fraction of all steps with a linear warmup before the cosine decay.
+    patience: epochs without a better validation mask IoU before stopping.
+    use_cache: cache frozen-encoder embeddings on disk (cache_dir, default default_cache_dir()).
+    threads: torch CPU threads; None = every core this process may use (on a machine shared with other busy
+        processes fewer threads can be much faster: spinning OpenMP threads wait on each other)."""
+
+    model_type: str = "sam_tiny"
+    encoder: str | None = None
+    epochs: int = 20
+    batch_size: int = 4
+    lr: float | None = None
+    weight_decay: float = 0.01
+    warmup: float = 0.05
+    val_fraction: float = 0.2
+    patience: int = 5
+    seed: int = 0
+    device: str = "auto"
+    augment: bool = True
+    prompts: PromptRecipe = field(default_factory=PromptRecipe)
+    prompter_weight: float = 1.0
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    base_checkpoint: str | None = None
+    cache_dir: str | None = None
+    use_cache: bool = True
+    threads: int | None = None
+
+
+@dataclass
+class TrainResult:
+    path: Path
+    card: BundleCard
+    history: list[dict]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ShipsegError("--device cuda was asked for, but no CUDA GPU is available; use --device cpu or auto")
+    if name not in ("cpu", "cuda"):
+        raise ShipsegError(f"unknown device {name!r}; choose auto, cpu or cuda")
+    return torch.device(name)
+
+
+def lr_factor(step: int, total: int, warmup: int) -> float:
+    """Multiplier of the peak learning rate at ``step`` (0-based) of ``total``: linear warmup, then cosine to 0."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(total - warmup, 1)
+    return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+class Encoder:
+    """Image embeddings for a batch of Samples; with a frozen encoder, through the embedding cache.
+
+    ``encoded`` counts the images that went through the image encoder (cache misses included)."""
+
+    def __init__(self, model, cache: EmbeddingCache | None, autocast: Callable):
+        self.model, self.cache, self.autocast = model, cache, autocast
+        self.encoder_hash = encoder_sha256(model.sam) if cache else None
+        self.encoded = 0
+
+    def _run(self, images: torch.Tensor) -> torch.Tensor:
+        self.encoded += len(images)
+        with self.autocast():
+            return self.model.encode(images.to(self.model.device)).float()
+
+    def __call__(self, samples: list[Sample], grad: bool = False) -> torch.Tensor:
+        if grad:
+            return self._run(torch.stack([s.image for s in samples]))
+        with torch.no_grad():
+            if self.cache is None:
+                return self._run(torch.stack([s.image for s in samples]))
+            keys = [embedding_key(s.chip, s.variant, self.encoder_hash, self.model.img_size) for s in samples]
+            found = [self.cache.get(k) for k in keys]
+            missing = [i for i, e in enumerate(found) if e is None]
+            if missing:
+                fresh = self._run(torch.stack([samples[i].image for i in missing])).cpu()
+                for i, emb in zip(missing, fresh):
+                    self.cache.put(keys[i], emb)
+                    found[i] = emb
+            return torch.stack(found).to(self.model.device)
+
+
+def batch_loss(model, samples: list[Sample], emb: torch.Tensor, recipe: PromptRecipe, prompter_weight: float,
+               rng: np.random.Generator) -> tuple[torch.Tensor, dict]:
+    """Mask + IoU-head loss over the ships of a batch and the prompter loss over all its tiles (negatives too)."""
+    device = emb.device
+    heat, geometry = model.prompt_maps(emb)
+    stride = model.img_size / heat.shape[-1]
+    targets = prompter_targets([s.boxes for s in samples], tuple(heat.shape[-2:]), stride)
+    p_loss = prompter_loss(heat.float(), geometry.float(), *(t.to(device) for t in targets))
+    terms = []
+    for b, s in enumerate(samples):
+        if len(s.boxes) == 0:
+            continue
+        p = sample_prompts(s.masks, s.boxes, recipe, model.img_size, rng)
+        points = tuple(t.to(device) for t in p.points) if p.points is not None else None
+        boxes = p.boxes.to(device) if p.boxes is not None else None
+        logits, iou_pred = model.decode(emb[b], boxes=boxes, points=points)
+        terms.append(mask_loss(logits, iou_pred, s.masks[p.index].to(device)))
+    total = prompter_weight * p_loss
+    stats = {"prompter": float(p_loss.detach())}
+    if terms:
+        total = total + torch.stack([t["total"] for t in terms]).mean()
+        stats["iou"] = float(np.mean([float(t["iou"]) for t in terms]))
+    stats["loss"] = float(total.detach())
+    return total, stats
+
+
+def _batches(refs, order, variants, size: int, img_size: int):
+    for start in range(0, len(order), size):
+        idx = order[start:start + size]
+        yield [load_sample(refs[i], img_size, int(variants[i])) for i in idx]
+
+
+def train(datasets, output, config: TrainConfig | None = None, val_datasets=(), resume: bool = False,
+          recipe: dict | None = None, on_step: Callable | None = None,
+          on_epoch: Callable | None = None) -> TrainResult:
+    """Fine-tune a ShipSam on prepared ``datasets`` and write the bundle ``output`` (.safetensors).
+
+    Args:
+        datasets: dataset directories to train on (a seeded ``val_fraction`` of their tiles validates unless
+            ``val_datasets`` are given).
+        resume: continue from ``MODEL.ckpt.safetensors`` (written after every epoch) instead of starting afresh.
+        recipe: what the card records as the recipe (the CLI passes its arguments); default: the config.
+        on_step(epoch, step, steps, stats) after each optimiser step; on_epoch(record) after each epoch.
+    """
+    config = config or TrainConfig()
+    output = Path(output)
+    if not output.parent.is_dir():
+        raise fail(output, "cannot be written: its folder does not exist")
+    train_sets = open_datasets(datasets)
+    val_sets = open_datasets(list(val_datasets)) if val_datasets else []
+    open_datasets([d.path for d in train_sets + val_sets])  # one check that every dataset agrees
+    train_refs, val_refs = split_tiles(train_sets, val_sets, config.val_fraction, config.seed)
+    if not train_refs:
+        raise ShipsegError("no training tiles are left after the validation split; lower --val-fraction")
+    device = resolve_device(config.device)
+    torch.set_num_threads(config.threads or len(os.sched_getaffinity(0)))
+    torch.manual_seed(config.seed)
+    model, base = load_base(config.model_type, config.base_checkpoint)
+    mode = config.encoder or default_mode(config.model_type)
+    plan = configure(model, mode, base.official, config.lora_rank, config.lora_alpha)
+    model.to(device)
+    autocast = _autocast(device)
+    cache = None
+    if plan.cacheable and config.use_cache:
+        cache = EmbeddingCache(config.cache_dir or default_cache_dir())
+    encoder = Encoder(model, cache, autocast)
+
+    lr = config.lr or (1e-4 if base.official else 1e-3)
+    params = [p for _, p in model.named_parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
+    steps_per_epoch = math.ceil(len(train_refs) / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    warmup = max(1, int(config.warmup * total_steps))
+    stored = lambda: {k: v.detach().clone() for k, v in model.state_dict().items() if is_stored(k, plan.stored)}
+    setup = {"model_type": config.model_type, "encoder": mode, "seed": config.seed, "batch_size": config.batch_size,
+             "datasets": [str(d.path.resolve()) for d in train_sets + val_sets], "lora": plan.lora}
+    state = {"epoch": 0, "step": 0, "best_iou": -1.0, "best_epoch": 0, "bad_epochs": 0, "stopped": False,
+             "history": [], "setup": setup}
+    best = None
+    ckpt_path = ckpt.checkpoint_path(output)
+    if resume:
+        model_state, best, opt_state, state = _resume(ckpt_path, setup)
+        model.load_state_dict(model_state, strict=False)
+        optimizer.load_state_dict(opt_state)
+    elif val_refs:
+        state["history"].append({"epoch": 0, **_validate(model, val_refs, config.batch_size, encoder)})
+
+    for epoch in range(state["epoch"] + 1, config.epochs + 1):
+        if state["stopped"]:
+            break
+        # One generator per epoch, from (seed, epoch): the same epoch draws the same order, augmentations and
+        # prompts whether the run was interrupted and resumed or not.
+        rng = np.random.default_rng([config.seed, epoch])
+        order = rng.permutation(len(train_refs))
+        variants = rng.integers(0, VARIANTS, len(train_refs)) if config.augment else np.zeros(len(train_refs), int)
+        model.train()
+        encoded_before, started, losses, ious = encoder.encoded, time.perf_counter(), [], []
+        for step, samples in enumerate(_batches(train_refs, order, variants, config.batch_size, model.img_size)):
+            for group in optimizer.param_groups:
+                group["lr"] = lr * lr_factor(state["step"], total_steps, warmup)
+            with autocast():
+                emb = encoder(samples, grad=plan.mode != "frozen")
+                loss, stats = batch_loss(model, samples, emb, config.prompts, config.prompter_weight, rng)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            state["step"] += 1
+            losses.append(stats["loss"])
+            if "iou" in stats:
+                ious.append(stats["iou"])
+            if on_step:
+                on_step(epoch, step + 1, steps_per_epoch, stats)
+        record = {"epoch": epoch, "loss": float(np.mean(losses)), "train_iou": float(np.mean(ious)) if ious else None,
+                  "encoded": encoder.encoded - encoded_before, "seconds": round(time.perf_counter() - started, 3)}
+        if val_refs:
+            record.update(_validate(model, val_refs, config.batch_size, encoder))
+        state["history"].append(record)
+        state["epoch"] = epoch
+        score = record.get("mask_iou", -record["loss"])
+        if best is None or score > state["best_iou"] + 1e-6:
+            best, state["best_iou"], state["best_epoch"], state["bad_epochs"] = stored(), score, epoch, 0
+        else:
+            state["bad_epochs"] += 1
+            state["stopped"] = bool(val_refs) and state["bad_epochs"] >= config.patience
+        ckpt.save_state(ckpt_path, stored(), best, optimizer.state_dict(), state)
+        if on_epoch:
+            on_epoch(record)
+
+    if best is not None:
+        model.load_state_dict(best, strict=False)
+    card = _card(train_sets, val_sets, train_refs, val_refs, config, recipe, base, plan, state)
+    save_bundle(model.eval(), card, output)
+    return TrainResult(output, card, state["history"])
+
+
+def _autocast(device: torch.device):
+    if device.type != "cuda":
+        return contextlib.nullcontext
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return lambda: torch.autocast("cuda", dtype=dtype)
+
+
+def _validate(model, refs, batch_size: int, encoder: Encoder) -> dict:
+    model.eval()
+    batches = ([load_sample(r, model.img_size) for r in refs[i:i + batch_size]] for i in range(0, len(refs), batch_size))
+    with encoder.autocast():
+        return validate(model, batches, encoder)
+
+
+def _resume(path: Path, setup: dict):
+    model_state, best, opt_state, state = ckpt.load_state(path)
+    if state.get("setup") != setup:
+        differ = sorted(k for k in setup if state.get("setup", {}).get(k) != setup[k])
+        raise fail(path, f"was written by a different training setup ({', '.join(differ)} differ); pass the same "
+                   "datasets and options, or train afresh without --resume")
+    return model_state, best or None, opt_state, state
+
+
+def _card(train_sets, val_sets, train_refs, val_refs, config, recipe, base, plan, state) -> BundleCard:
+    first = train_sets[0].card
+    history = state["history"]
+    best = next((h for h in history if h["epoch"] == state["best_epoch"]), {})
+    initial = next((h for h in history if h["epoch"] == 0), {})
+    validation = {k: best[k] for k in ("mask_iou", "box_baseline_iou", "iou_head_mae", "centre_f1", "ships", "tiles")
+                  if k in best}
+    if validation:
+        validation.update(initial_mask_iou=initial.get("mask_iou"), best_epoch=state["best_epoch"])
+    percentiles = first.get("normalisation", {}).get("percentiles", [1.0, 99.0])
+    return BundleCard(
+        model_type=config.model_type, bands=list(first["bands"]), pixel_size_m=first.get("pixel_size_m"),
+        tile_size=first["tile_size"], overlap=first.get("overlap", 0),
+        normalisation={"method": "percentile", "percentiles": list(percentiles)},
+        thresholds={"score": best.get("score_threshold", 0.3), "mask_logit": 0.0, "nms_iou": 0.5},
+        base_model=base.name, base_sha256=base.sha256, trained=plan.trained, encoder_mode=plan.mode,
+        stored=plan.stored, lora=plan.lora, validation=validation,
+        training={
+            "datasets": [{"path": str(d.path), "scene": d.card.get("scene"), "tiles": len(d.tiles), "ships": d.ships,
+                          "normalisation": d.card.get("normalisation"), "role": role}
+                         for role, sets in (("train", train_sets), ("val", val_sets)) for d in sets],
+            "tiles": {"train": len(train_refs), "val": len(val_refs)},
+            "ships": {"train": sum(len(r.dataset.boxes[r.tile]) for r in train_refs),
+                      "val": sum(len(r.dataset.boxes[r.tile]) for r in val_refs)},
+            "epochs": state["epoch"], "best_epoch": state["best_epoch"], "stopped_early": state["stopped"],
+            "steps": state["step"],
+            "recipe": recipe if recipe is not None else dataclasses.asdict(config),
+            "history": history,
+        })

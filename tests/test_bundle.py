@@ -1,0 +1,92 @@
+"""Model bundles from training: exact round trip in a fresh process, tamper detection, `shipseg info`."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors import safe_open
+
+from cli.main import cli
+from samgeo_ship.errors import ShipsegError
+from samgeo_ship.models.bundle import load_bundle
+from samgeo_ship.training import TrainConfig, train
+from samgeo_ship.training.data import load_sample, open_datasets, split_tiles
+
+from test_training import FAST, ship_dataset
+
+PREDICT = """
+import sys, numpy as np, torch
+torch.set_num_threads(1)
+from samgeo_ship.models.bundle import load_bundle
+from samgeo_ship.training.data import load_sample, open_datasets, split_tiles
+model, card = load_bundle(sys.argv[1])
+train, _ = split_tiles(open_datasets([sys.argv[2]]), [], 0.0, 0)
+sample = load_sample(train[int(sys.argv[3])], model.img_size)
+with torch.no_grad():
+    logits, iou = model.decode(model.encode(sample.image[None])[0], boxes=sample.boxes)
+np.save(sys.argv[4], logits.numpy())
+"""
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bundle")
+    dataset = ship_dataset(root / "ds", seed=1)
+    train([dataset], root / "m.safetensors", TrainConfig(**FAST, epochs=1, encoder="lora"))
+    return root / "m.safetensors", dataset
+
+
+def _tile_with_ships(dataset):
+    refs, _ = split_tiles(open_datasets([dataset]), [], 0.0, 0)
+    return next(i for i, r in enumerate(refs) if len(r.dataset.boxes[r.tile])), refs
+
+
+def test_a_fresh_process_predicts_exactly_the_same_masks(tmp_path, bundle):
+    path, dataset = bundle
+    torch.set_num_threads(1)
+    index, refs = _tile_with_ships(dataset)
+    model, card = load_bundle(path)
+    assert card.lora["rank"] == 8 and "image_encoder.lora" in card.trained
+    sample = load_sample(refs[index], model.img_size)
+    with torch.no_grad():
+        here, _ = model.decode(model.encode(sample.image[None])[0], boxes=sample.boxes)
+    out = tmp_path / "there.npy"
+    subprocess.run([sys.executable, "-c", PREDICT, str(path), str(dataset), str(index), str(out)], check=True)
+    assert np.array_equal(here.numpy(), np.load(out))
+
+
+def test_a_tampered_bundle_is_refused(tmp_path, bundle):
+    path, _ = bundle
+    data = bytearray(path.read_bytes())
+    header = 8 + int.from_bytes(data[:8], "little")
+    data[header + (len(data) - header) // 2] ^= 0x01  # one bit in the middle of the tensor bytes
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ShipsegError, match="do not match the hash in its card"):
+        load_bundle(bad)
+
+
+def test_info_prints_the_card(bundle):
+    path, _ = bundle
+    result = CliRunner().invoke(cli, ["info", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "model_type" in result.output and "sam_tiny" in result.output and "encoder_mode" in result.output
+    assert "validation.mask_iou" in result.output
+    raw = CliRunner().invoke(cli, ["info", str(path), "--json"])
+    card = json.loads(raw.output)
+    assert card["bands"] == ["R", "G", "B"] and card["tile_size"] == 128 and card["encoder_mode"] == "lora"
+    with safe_open(str(path), framework="pt") as f:
+        assert any(k.endswith(".lora_a") for k in f.keys())
+
+
+def test_info_refuses_a_file_that_is_not_a_bundle(tmp_path):
+    other = tmp_path / "notes.safetensors"
+    other.write_text("not a model")
+    result = CliRunner().invoke(cli, ["info", str(other)])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not a safetensors model bundle" in lines[0]
