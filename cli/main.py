@@ -7,6 +7,7 @@ import click
 from samgeo_ship import __version__
 from samgeo_ship.errors import ShipsegError
 
+from cli import batch as batch_cmd
 from cli import detect as detect_cmd
 from cli import evaluate as evaluate_cmd
 from cli import info as info_cmd
@@ -35,7 +36,7 @@ def cli():
 
 # Each command lives in its own module under cli/ and is added here, so this file is the one list of them.
 for _command in (prepare_cmd.prepare, synth_cmd.synth, weights_cmd.weights, detect_cmd.detect, evaluate_cmd.evaluate,
-                 train_cmd.train, info_cmd.info):
+                 batch_cmd.batch, train_cmd.train, info_cmd.info):
     cli.add_command(_command)
 
 
