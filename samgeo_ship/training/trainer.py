@@ -39,6 +39,8 @@ class TrainConfig:
     warmup: fraction of all steps with a linear warmup before the cosine decay.
     patience: epochs without a better validation mask IoU before stopping.
     use_cache: cache frozen-encoder embeddings on disk (cache_dir, default default_cache_dir()).
+    negatives: share of the tiles without ships drawn each epoch (a fresh draw per epoch); most tiles of a
+        harbour scene are open water, and all of them every epoch would spend most steps on the prompter alone.
     threads: torch CPU threads; None = every core this process may use (on a machine shared with other busy
         processes fewer threads can be much faster: spinning OpenMP threads wait on each other)."""
 
@@ -61,6 +63,7 @@ class TrainConfig:
     base_checkpoint: str | None = None
     cache_dir: str | None = None
     use_cache: bool = True
+    negatives: float = 1.0
     threads: int | None = None
 
 
@@ -192,7 +195,9 @@ def train(datasets, output, config: TrainConfig | None = None, val_datasets=(), 
     params = [p for _, p in model.named_parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
-    steps_per_epoch = math.ceil(len(train_refs) / config.batch_size)
+    positive = np.array([len(r.dataset.boxes[r.tile]) > 0 for r in train_refs])
+    per_epoch = int(positive.sum() + round(config.negatives * (~positive).sum()))
+    steps_per_epoch = math.ceil(per_epoch / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     warmup = max(1, int(config.warmup * total_steps))
     stored = lambda: {k: v.detach().clone() for k, v in model.state_dict().items() if is_stored(k, plan.stored)}
@@ -215,7 +220,7 @@ def train(datasets, output, config: TrainConfig | None = None, val_datasets=(), 
         # One generator per epoch, from (seed, epoch): the same epoch draws the same order, augmentations and
         # prompts whether the run was interrupted and resumed or not.
         rng = np.random.default_rng([config.seed, epoch])
-        order = rng.permutation(len(train_refs))
+        order = _epoch_order(rng, positive, config.negatives)
         variants = rng.integers(0, VARIANTS, len(train_refs)) if config.augment else np.zeros(len(train_refs), int)
         model.train()
         encoded_before, started, losses, ious = encoder.encoded, time.perf_counter(), [], []
@@ -256,6 +261,14 @@ def train(datasets, output, config: TrainConfig | None = None, val_datasets=(), 
     card = _card(train_sets, val_sets, train_refs, val_refs, config, recipe, base, plan, state)
     save_bundle(model.eval(), card, output)
     return TrainResult(output, card, state["history"])
+
+
+def _epoch_order(rng: np.random.Generator, positive: np.ndarray, negatives: float) -> np.ndarray:
+    """Indices of this epoch's tiles in random order: every tile with ships and a fresh ``negatives`` share of
+    the others."""
+    empty = np.flatnonzero(~positive)
+    chosen = rng.choice(empty, int(round(negatives * len(empty))), replace=False) if len(empty) else empty
+    return rng.permutation(np.concatenate([np.flatnonzero(positive), chosen]))
 
 
 def _autocast(device: torch.device):
