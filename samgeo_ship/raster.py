@@ -272,11 +272,24 @@ def _select_bands(path: Path, src, bands: list | None) -> list[int]:
                 raise fail(path, f"has {src.count} bands; band {band} does not exist")
             indexes.append(band)
         else:
+            band = _alias(band, names)
             if band.lower() not in names:
                 known = ", ".join(d for d in src.descriptions if d) or "none (use band numbers 1..N)"
                 raise fail(path, f"has no band named {band!r}; band names are: {known}")
             indexes.append(names.index(band.lower()) + 1)
     return indexes
+
+
+# Sentinel-2 band names and the common colour names mean the same bands: a model trained on B04,B03,B02 reads an
+# RGB scene whose bands are described red, green, blue, and the other way round.
+_ALIASES = [{"b04", "red", "r"}, {"b03", "green", "g"}, {"b02", "blue", "b"}, {"b08", "nir", "near infrared"}]
+
+
+def _alias(band: str, names: list) -> str:
+    if band.lower() in names:
+        return band
+    group = next((g for g in _ALIASES if band.lower() in g), set())
+    return next((n for n in names if n in group), band)
 
 
 def _intersect(window: Window, width: int, height: int) -> Window | None:

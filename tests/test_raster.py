@@ -106,3 +106,13 @@ def test_large_scenes_are_sampled_in_windows_with_the_same_statistics(tmp_path, 
     full = np.percentile(data.reshape(3, -1), [1, 99], axis=1)
     np.testing.assert_allclose(norm.low, full[0], rtol=0.1)
     np.testing.assert_allclose(norm.high, full[1], rtol=0.05)
+
+
+def test_sentinel2_and_colour_band_names_are_aliases(tmp_path):
+    rgb = write_raster(tmp_path / "rgb.tif", np.ones((3, 8, 8), np.uint8), descriptions=["red", "green", "blue"])
+    with Scene.open(rgb, bands="B04,B03,B02") as scene:
+        assert scene.band_indexes == [1, 2, 3]
+    with Scene.open(rgb, bands="B02") as scene:
+        assert scene.band_indexes == [3]
+    with pytest.raises(ShipsegError, match="no band named 'B08'"):
+        Scene.open(rgb, bands="B08")
