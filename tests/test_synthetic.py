@@ -9,7 +9,9 @@ import pytest
 import rasterio
 from click.testing import CliRunner
 from rasterio.features import rasterize
+from shapely.geometry import box
 
+from samgeo_ship.errors import ShipsegError
 from samgeo_ship.synthetic import SynthSpec, make_scene, plan_scene
 
 SMALL = SynthSpec(300, 300, n_ships=15, seed=3, seam_every_px=100, nodata_fraction=0.1)
@@ -135,6 +137,33 @@ def test_other_crs_truth_lands_on_bright_pixels(tmp_path, crs, bands):
     per_ship_max, inside_median, water_median = _bright_check(tmp_path / "scene.tif", tmp_path / "scene.geojson")
     assert (per_ship_max > 1.5 * water_median).all()
     assert inside_median > 1.5 * water_median
+
+
+@pytest.mark.parametrize("size", [64, 128, 200])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_small_scenes_place_every_ship_inside(size, seed):
+    """Small scenes get less harbour (or none) but still every ship, valid, inside, off land and deterministic."""
+    spec = SynthSpec(size, size, n_ships=5, seed=seed, seam_every_px=size // 2)
+    truth = plan_scene(spec)
+    assert truth.n_ships == spec.n_ships
+    hulls = gpd.GeoSeries([s.hull for s in truth.ships], crs=truth.utm_crs)
+    assert hulls.is_valid.all() and (hulls.geom_type == "Polygon").all()
+    assert all(box(0, 0, size, size).contains(truth.to_px(h)) for h in hulls)
+    assert not hulls.intersects(gpd.GeoSeries([g for g, _ in truth.land]).union_all()).any()
+    left, right = hulls.sindex.query(hulls, predicate="intersects")
+    assert (left == right).all(), "two ships overlap"
+    again = plan_scene(spec)
+    assert [s.hull.wkb for s in again.ships] == [s.hull.wkb for s in truth.ships]
+    assert [(g.wkb, k) for g, k in again.land] == [(g.wkb, k) for g, k in truth.land]
+
+
+def test_tiny_scene_writes_and_too_many_ships_is_a_clear_error(tmp_path):
+    truth = make_scene(SynthSpec(64, 64, bands="rgb8", n_ships=4, seed=1), tmp_path / "tiny.tif")
+    with rasterio.open(tmp_path / "tiny.tif") as src:
+        assert (src.width, src.height, src.count) == (64, 64, 3)
+    assert len(json.loads((tmp_path / "tiny.geojson").read_text())["features"]) == truth.n_ships == 4
+    with pytest.raises(ShipsegError, match="of 40 ships fit"):
+        plan_scene(SynthSpec(64, 64, n_ships=40, seed=0), "tiny.tif")
 
 
 def test_cli_writes_scene_and_truth(tmp_path):

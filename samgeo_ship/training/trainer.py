@@ -271,6 +271,11 @@ def _epoch_order(rng: np.random.Generator, positive: np.ndarray, negatives: floa
     return rng.permutation(np.concatenate([np.flatnonzero(positive), chosen]))
 
 
+def _median_pixel_size(datasets) -> float | None:
+    sizes = [d.card["pixel_size_m"] for d in datasets if d.card.get("pixel_size_m")]
+    return float(np.median(sizes)) if sizes else None
+
+
 def _autocast(device: torch.device):
     if device.type != "cuda":
         return contextlib.nullcontext
@@ -305,7 +310,7 @@ def _card(train_sets, val_sets, train_refs, val_refs, config, recipe, base, plan
         validation.update(initial_mask_iou=initial.get("mask_iou"), best_epoch=state["best_epoch"])
     percentiles = first.get("normalisation", {}).get("percentiles", [1.0, 99.0])
     return BundleCard(
-        model_type=config.model_type, bands=list(first["bands"]), pixel_size_m=first.get("pixel_size_m"),
+        model_type=config.model_type, bands=list(first["bands"]), pixel_size_m=_median_pixel_size(train_sets),
         tile_size=first["tile_size"], overlap=first.get("overlap", 0),
         normalisation={"method": "percentile", "percentiles": list(percentiles)},
         thresholds={"score": best.get("score_threshold", 0.3), "mask_logit": 0.0, "nms_iou": 0.5},
