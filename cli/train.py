@@ -34,13 +34,16 @@ from samgeo_ship.training.modes import MODES
 @click.option("--no-augment", is_flag=True, help="No flips or 90-degree rotations.")
 @click.option("--lora-rank", default=8, show_default=True, type=click.IntRange(min=1))
 @click.option("--lora-alpha", default=16.0, show_default=True, type=float)
+@click.option("--init", "init_model", type=click.Path(dir_okay=False), default=None,
+              help="Start from this model bundle's weights (e.g. the default model) instead of the base.")
 @click.option("--negatives", default=1.0, show_default=True, type=click.FloatRange(0, 1),
               help="Share of the tiles without ships drawn each epoch (they train the prompter to stay quiet).")
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="CPU threads [all cores].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def train(ctx, datasets, output, model_type, encoder, epochs, batch_size, lr, val_fraction, val_datasets, patience,
-          seed, device, resume, base_checkpoint, cache_dir, no_augment, lora_rank, lora_alpha, negatives, threads, quiet):
+          seed, device, resume, base_checkpoint, cache_dir, no_augment, lora_rank, lora_alpha, init_model, negatives,
+          threads, quiet):
     """Fine-tune SAM and its ship prompter on DATASETS (directories made by shipseg prepare).
 
     Example: shipseg train harbour_ds/ -o ships.safetensors --model-type vit_b --epochs 30
@@ -48,7 +51,7 @@ def train(ctx, datasets, output, model_type, encoder, epochs, batch_size, lr, va
     config = TrainConfig(model_type=model_type, encoder=encoder, epochs=epochs, batch_size=batch_size, lr=lr,
                          val_fraction=val_fraction, patience=patience, seed=seed, device=device,
                          augment=not no_augment, lora_rank=lora_rank, lora_alpha=lora_alpha,
-                         base_checkpoint=base_checkpoint, cache_dir=cache_dir, negatives=negatives,
+                         base_checkpoint=base_checkpoint, cache_dir=cache_dir, negatives=negatives, init=init_model,
                          threads=threads)
     bar = None
 

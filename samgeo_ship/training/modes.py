@@ -64,6 +64,18 @@ def load_base(model_type: str, checkpoint=None) -> tuple[ShipSam, Base]:
     return ShipSam(sam, config), Base(Path(checkpoint).name, sha, official)
 
 
+def load_init(bundle_path) -> tuple[ShipSam, Base, str]:
+    """Start from a shipseg bundle's weights (e.g. the default model, to adapt it to new data): the model, the
+    bundle as the base, and its model type."""
+    from samgeo_ship.models.bundle import load_bundle
+
+    model, card = load_bundle(bundle_path)
+    if card.lora:
+        raise ShipsegError(f"{bundle_path}: a bundle with LoRA adapters cannot be a starting point yet; start "
+                           "from its base checkpoint instead")
+    return model, Base(Path(bundle_path).name, weights.sha256_file(bundle_path), False), card.model_type
+
+
 def default_mode(model_type: str) -> str:
     """frozen for the official models (fine-tune the heads on cached embeddings), full for the small configs."""
     return "frozen" if CONFIGS[model_type].official else "full"

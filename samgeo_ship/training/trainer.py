@@ -26,7 +26,7 @@ from samgeo_ship.training.cache import EmbeddingCache, default_cache_dir, embedd
 from samgeo_ship.training.data import Sample, load_sample, open_datasets, split_tiles
 from samgeo_ship.training.evaluate import validate
 from samgeo_ship.training.losses import mask_loss
-from samgeo_ship.training.modes import configure, default_mode, load_base
+from samgeo_ship.training.modes import configure, default_mode, load_base, load_init
 from samgeo_ship.training.prompts import PromptRecipe, sample_prompts
 
 
@@ -39,6 +39,7 @@ class TrainConfig:
     warmup: fraction of all steps with a linear warmup before the cosine decay.
     patience: epochs without a better validation mask IoU before stopping.
     use_cache: cache frozen-encoder embeddings on disk (cache_dir, default default_cache_dir()).
+    init: a shipseg bundle to start from (its weights, prompter included) instead of the base checkpoint.
     negatives: share of the tiles without ships drawn each epoch (a fresh draw per epoch); most tiles of a
         harbour scene are open water, and all of them every epoch would spend most steps on the prompter alone.
     threads: torch CPU threads; None = every core this process may use (on a machine shared with other busy
@@ -64,6 +65,7 @@ class TrainConfig:
     cache_dir: str | None = None
     use_cache: bool = True
     negatives: float = 1.0
+    init: str | None = None
     threads: int | None = None
 
 
@@ -181,7 +183,11 @@ def train(datasets, output, config: TrainConfig | None = None, val_datasets=(), 
     device = resolve_device(config.device)
     torch.set_num_threads(config.threads or len(os.sched_getaffinity(0)))
     torch.manual_seed(config.seed)
-    model, base = load_base(config.model_type, config.base_checkpoint)
+    if config.init:
+        model, base, model_type = load_init(config.init)
+        config = dataclasses.replace(config, model_type=model_type)
+    else:
+        model, base = load_base(config.model_type, config.base_checkpoint)
     mode = config.encoder or default_mode(config.model_type)
     plan = configure(model, mode, base.official, config.lora_rank, config.lora_alpha)
     model.to(device)
