@@ -1,6 +1,7 @@
 # Two commands do all the setup on a fresh machine: `make demo` (the main job) and `make test` (the tests).
 VENV ?= .venv
 BIN := $(VENV)/bin
+QVENV := .venv-qgis
 
 .PHONY: install demo test samples lock
 
@@ -13,11 +14,13 @@ $(BIN)/shipseg: requirements.lock pyproject.toml
 install: $(BIN)/shipseg
 
 demo: install
-	$(BIN)/shipseg --help
-	$(BIN)/shipseg prepare sample_tiles/harbour_s2_16bit.tif sample_tiles/harbour_s2_16bit.geojson -o out/demo_dataset --overwrite
+	mkdir -p out
+	$(BIN)/shipseg detect sample_tiles/harbour_s2_16bit.tif -o out/harbour_s2_16bit.ships.geojson --preview out/harbour_s2_16bit.png
 
-test: install
+# The whole suite: the library and CLI tests in .venv, then the QGIS plugin tests under Debian's python3.
+test: install qgis-deps $(QVENV)/.done
 	$(BIN)/python -m pytest -q
+	QT_QPA_PLATFORM=offscreen $(QVENV)/bin/python -m pytest -q tests_qgis
 
 # Regenerates sample_tiles/ with our own generator (deterministic seeds).
 samples: install
@@ -29,7 +32,6 @@ lock: install
 
 # --- QGIS plugin (qgis_plugin/shipseg_qgis): Debian's QGIS 3.22, tests under the system python3 -------------------
 QGIS_PKGS := python3-qgis qgis-providers qgis xvfb xauth python3-venv python3-psutil
-QVENV := .venv-qgis
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: qgis-deps plugin-zip test-qgis
