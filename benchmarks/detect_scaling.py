@@ -8,10 +8,8 @@ Each run is a fresh process, so its peak RSS (ru_maxrss) is its own. Results: be
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -1,11 +1,8 @@
-"""Entry point of the `shipseg` command: the Click group and the error handling every command shares."""
-
-import sys
+"""Entry point of the `shipseg` command: the Click group and the list of its commands."""
 
 import click
 
 from samgeo_ship import __version__
-from samgeo_ship.errors import ShipsegError
 
 from cli import batch as batch_cmd
 from cli import detect as detect_cmd
@@ -15,17 +12,7 @@ from cli import prepare as prepare_cmd
 from cli import synth as synth_cmd
 from cli import train as train_cmd
 from cli import weights as weights_cmd
-
-
-class ShipsegGroup(click.Group):
-    """Turns a ShipsegError raised anywhere below into one line on stderr and exit code 2."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except ShipsegError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            sys.exit(2)
+from cli.group import ShipsegGroup
 
 
 @click.group(cls=ShipsegGroup, context_settings={"help_option_names": ["-h", "--help"]})

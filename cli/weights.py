@@ -4,23 +4,11 @@ import sys
 
 import click
 
-from samgeo_ship.errors import ShipsegError
+from cli.group import ShipsegGroup
 from samgeo_ship.models import weights as W
 
 
-class _WeightsGroup(click.Group):
-    """Reports a ShipsegError as one line and exit code 2 even when this group runs on its own
-    (as in tests and `python -m`); under `shipseg` the main group would do the same."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except ShipsegError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            sys.exit(2)
-
-
-weights = _WeightsGroup("weights", help="List, download and verify the official SAM checkpoints.")
+weights = ShipsegGroup("weights", help="List, download and verify the official SAM checkpoints.")
 
 
 def _size(n):

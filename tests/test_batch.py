@@ -3,11 +3,9 @@ with a worker killed mid-run; the real detection path with a randomly initialise
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
