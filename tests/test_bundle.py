@@ -90,3 +90,12 @@ def test_info_refuses_a_file_that_is_not_a_bundle(tmp_path):
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "not a safetensors model bundle" in lines[0]
+
+
+def test_a_card_whose_recipe_holds_paths_serialises():
+    from pathlib import Path
+
+    from samgeo_ship.models.bundle import BundleCard
+
+    card = BundleCard("sam_tiny", ["B04", "B03", "B02"], 10.0, 64, 8, training={"recipe": {"cache": Path("/c")}})
+    assert BundleCard.from_json(card.to_json()).training["recipe"]["cache"] == "/c"

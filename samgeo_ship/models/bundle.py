@@ -51,7 +51,8 @@ class BundleCard:
     format: str = FORMAT
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True)
+        # default=str: a recipe may hold paths (TrainConfig from Python rather than the CLI).
+        return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True, default=str)
 
     @classmethod
     def from_json(cls, text: str) -> "BundleCard":
