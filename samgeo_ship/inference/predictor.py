@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import nms
 
+from samgeo_ship.models.shipsam import model_input
+
 MASK_CHUNK = 32  # prompts decoded at once: bounds the (N, T, T) logits of a crowded tile
 
 
@@ -92,12 +94,11 @@ class TilePredictor:
         if C not in (1, 3):
             raise ValueError(f"the model takes 1 or 3 bands, got {C}")
         S = self.img_size
-        x = torch.from_numpy(np.ascontiguousarray(images, np.float32)).to(self.device)
-        x = x.expand(B, 3, T, T) if C == 1 else x
-        if T != S:  # every tile covers the training ground footprint; the model sees it at its own input size
-            x = F.interpolate(x, size=(S, S), mode="bilinear", align_corners=False, antialias=T > S)
+        x = torch.from_numpy(np.ascontiguousarray(images, np.float32)).to(self.device) * 255.0
+        # Every tile covers the training ground footprint; the model sees it at its own input size.
+        x = model_input(x, S)
         with self._autocast():
-            embeddings = self.model.encode(x * 255.0)
+            embeddings = self.model.encode(x)
             proposals = self.model.propose(embeddings, self.score_threshold) if prompts is None else None
         out = []
         for b in range(B):

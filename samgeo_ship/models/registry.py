@@ -216,27 +216,30 @@ def detect_model_type(state_dict: Mapping[str, torch.Tensor]) -> Optional[str]:
     return None
 
 
+def _encoder_shape(state_dict: Mapping[str, torch.Tensor]) -> tuple[Optional[tuple[int, int, int]], int]:
+    """((width, grid rows, grid cols) of the image encoder's pos_embed, or None) and its number of blocks."""
+    pos = state_dict.get("image_encoder.pos_embed")
+    blocks = len({key.split(".")[2] for key in state_dict if key.startswith("image_encoder.blocks.")})
+    shape = (pos.shape[3], pos.shape[1], pos.shape[2]) if pos is not None and pos.dim() == 4 else None
+    return shape, blocks
+
+
 def _describe_encoder(state_dict: Mapping[str, torch.Tensor]) -> str:
     """A few words on what a non-matching SAM state_dict is, for error messages (never a shape dump)."""
-    pos = state_dict.get("image_encoder.pos_embed")
-    blocks = {key.split(".")[2] for key in state_dict if key.startswith("image_encoder.blocks.")}
-    if pos is None or pos.dim() != 4:
-        return f"{len(blocks)} encoder blocks"
-    return f"encoder width {pos.shape[3]}, {len(blocks)} blocks, {pos.shape[1]}x{pos.shape[2]} embedding grid"
+    shape, blocks = _encoder_shape(state_dict)
+    if shape is None:
+        return f"{blocks} encoder blocks"
+    return f"encoder width {shape[0]}, {blocks} blocks, {shape[1]}x{shape[2]} embedding grid"
 
 
 def _closest_type(state_dict: Mapping[str, torch.Tensor]) -> Optional[str]:
-    """The CONFIGS entry with the same encoder width and block count, when the rest does not match exactly."""
-    pos = state_dict.get("image_encoder.pos_embed")
-    if pos is None or pos.dim() != 4:
+    """The CONFIGS entry with the same encoder width, grid and block count, when the rest does not match."""
+    shape, blocks = _encoder_shape(state_dict)
+    if shape is None:
         return None
-    blocks = {key.split(".")[2] for key in state_dict if key.startswith("image_encoder.blocks.")}
     for name, config in CONFIGS.items():
-        if (pos.shape[3], pos.shape[1], len(blocks)) == (
-            config.encoder_embed_dim,
-            config.image_embedding_size,
-            config.encoder_depth,
-        ):
+        if (shape[0], shape[1], blocks) == (config.encoder_embed_dim, config.image_embedding_size,
+                                            config.encoder_depth):
             return name
     return None
 

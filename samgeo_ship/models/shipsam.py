@@ -12,6 +12,17 @@ from samgeo_ship.models.prompter import Prompter, Proposals
 from samgeo_ship.models.registry import CONFIGS, SamConfig, build_sam
 
 
+def model_input(images: torch.Tensor, img_size: int) -> torch.Tensor:
+    """(B, C, T, T) tiles in SAM's 0-255 range, C = 1 or 3 -> (B, 3, S, S), S = ``img_size`` (bilinear,
+    antialiased when shrinking). Training and detection both go through here, so the encoder sees alike pixels."""
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    if images.shape[-1] != img_size or images.shape[-2] != img_size:
+        images = F.interpolate(images, size=(img_size, img_size), mode="bilinear", align_corners=False,
+                               antialias=images.shape[-1] > img_size)
+    return images.contiguous()
+
+
 class ShipSam(nn.Module):
     """``sam`` (segment_anything's Sam) and ``prompter`` (ship proposals on its image embeddings).
 

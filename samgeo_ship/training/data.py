@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from samgeo_ship.dataset import FORMAT
 from samgeo_ship.errors import ShipsegError, fail
+from samgeo_ship.models.shipsam import model_input
 from samgeo_ship.training.augment import apply_variant, variant_boxes
 
 # Datasets whose pixel sizes differ by more than this would teach the model ships of several apparent sizes,
@@ -148,16 +149,8 @@ def read_instances(ref: TileRef) -> np.ndarray:
 
 
 def chip_to_image(chip: np.ndarray, img_size: int) -> torch.Tensor:
-    """(C, T, T) uint8 chip -> (3, S, S) float32 in 0-255, bilinear; one band is repeated to three.
-
-    Detection must feed the encoder exactly this, so the embeddings match those the model was trained on."""
-    x = torch.from_numpy(np.ascontiguousarray(chip)).float()
-    if x.shape[0] == 1:
-        x = x.expand(3, -1, -1)
-    if x.shape[-1] != img_size or x.shape[-2] != img_size:
-        x = F.interpolate(x[None], size=(img_size, img_size), mode="bilinear", align_corners=False,
-                          antialias=x.shape[-1] > img_size)[0]
-    return x.contiguous()
+    """(C, T, T) uint8 chip -> (3, S, S) float32 in 0-255 (see models.shipsam.model_input)."""
+    return model_input(torch.from_numpy(np.ascontiguousarray(chip)).float()[None], img_size)[0]
 
 
 def load_sample(ref: TileRef, img_size: int, variant: int = 0) -> Sample:
