@@ -38,12 +38,14 @@ from samgeo_ship.training.modes import MODES
               help="Start from this model bundle's weights (e.g. the default model) instead of the base.")
 @click.option("--negatives", default=1.0, show_default=True, type=click.FloatRange(0, 1),
               help="Share of the tiles without ships drawn each epoch (they train the prompter to stay quiet).")
+@click.option("--box-prior", default=3.0, show_default=True, type=click.FloatRange(min=0),
+              help="Logit of the filled prompt box added to the decoder's masks (0: plain SAM decoder).")
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="CPU threads [all cores].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def train(ctx, datasets, output, model_type, encoder, epochs, batch_size, lr, val_fraction, val_datasets, patience,
           seed, device, resume, base_checkpoint, cache_dir, no_augment, lora_rank, lora_alpha, init_model, negatives,
-          threads, quiet):
+          box_prior, threads, quiet):
     """Fine-tune SAM and its ship prompter on DATASETS (directories made by shipseg prepare).
 
     Example: shipseg train harbour_ds/ -o ships.safetensors --model-type vit_b --epochs 30
@@ -52,7 +54,7 @@ def train(ctx, datasets, output, model_type, encoder, epochs, batch_size, lr, va
                          val_fraction=val_fraction, patience=patience, seed=seed, device=device,
                          augment=not no_augment, lora_rank=lora_rank, lora_alpha=lora_alpha,
                          base_checkpoint=base_checkpoint, cache_dir=cache_dir, negatives=negatives, init=init_model,
-                         threads=threads)
+                         threads=threads, box_prior=box_prior)
     bar = None
 
     def on_step(epoch, step, steps, stats):

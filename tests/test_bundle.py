@@ -51,6 +51,7 @@ def test_a_fresh_process_predicts_exactly_the_same_masks(tmp_path, bundle):
     index, refs = _tile_with_ships(dataset)
     model, card = load_bundle(path)
     assert card.lora["rank"] == 8 and "image_encoder.lora" in card.trained
+    assert card.box_prior == model.box_prior == TrainConfig().box_prior > 0
     sample = load_sample(refs[index], model.img_size)
     with torch.no_grad():
         here, _ = model.decode(model.encode(sample.image[None])[0], boxes=sample.boxes)

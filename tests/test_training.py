@@ -1,4 +1,4 @@
-"""Fine-tuning: a tiny SAM learns ship masks beyond the filled-box baseline; the embedding cache, determinism,
+"""Fine-tuning: a tiny SAM learns ship masks well beyond the filled-box baseline; the embedding cache, determinism,
 resume and bad input."""
 
 import numpy as np
@@ -73,8 +73,7 @@ def test_training_learns_masks_well_beyond_init(tmp_path, datasets):
     assert result.card.encoder_mode == "full" and result.card.stored == ["sam", "prompter"]
     assert v["ships"] >= 4 and 0.25 < v["box_baseline_iou"] < 0.5
     assert v["mask_iou"] > v["initial_mask_iou"] + 0.15
-    # Not asserted yet: beating the filled box (~0.35 here). From random init this short run plateaus at ~0.22
-    # (lr 1e-3..4e-3, 12-60 epochs tried); the issue that asks for it stays open until a recipe does it.
+    assert v["mask_iou"] > v["box_baseline_iou"] + 0.2  # measured: 0.88 vs 0.35; with box_prior=0 this run reaches 0.22
 
 
 def test_the_embedding_cache_encodes_each_tile_once(tmp_path, datasets):

@@ -17,7 +17,7 @@ from samgeo_ship import __version__
 from samgeo_ship.atomic import atomic_file
 from samgeo_ship.errors import fail
 from samgeo_ship.models.lora import add_lora, is_lora_key
-from samgeo_ship.models.registry import CONFIGS, SamConfig, build_sam, read_checkpoint
+from samgeo_ship.models.registry import CONFIGS, SamConfig, read_checkpoint
 from samgeo_ship.models.shipsam import ShipSam
 
 CARD_KEY = "shipseg_card"
@@ -49,6 +49,11 @@ class BundleCard:
     weights_sha256: str = ""
     shipseg_version: str = __version__
     format: str = FORMAT
+    # "shipsam": the learned prompter proposes ships; "oneshot": their likeness to reference ships does
+    # (samgeo_ship.oneshot; its settings and provenance are in ``oneshot``).
+    kind: str = "shipsam"
+    box_prior: float = 0.0  # ShipSam.box_prior the weights were trained with
+    oneshot: dict = field(default_factory=dict)
 
     def to_json(self) -> str:
         # default=str: a recipe may hold paths (TrainConfig from Python rather than the CLI).
@@ -70,6 +75,7 @@ def save_bundle(model: ShipSam, card: BundleCard, path) -> Path:
     path = Path(path)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items() if is_stored(k, card.stored)}
     card.config = dataclasses.asdict(model.config)
+    card.box_prior = model.box_prior
     card.weights_sha256 = tensors_sha256(state)
     with atomic_file(path) as tmp:
         save_file(state, str(tmp), metadata={CARD_KEY: card.to_json()})
@@ -115,7 +121,8 @@ def load_bundle(path, device="cpu", base_checkpoint=None) -> tuple[ShipSam, Bund
         raise fail(path, f"is damaged ({str(exc).splitlines()[0]})") from None
     if tensors_sha256(state) != card.weights_sha256:
         raise fail(path, "its weights do not match the hash in its card (the file was modified or damaged)")
-    model = ShipSam(build_sam(config), config)
+    model = model_class(path, card).from_card(config, card)
+    model.box_prior = float(card.box_prior)
     if card.lora:
         add_lora(model.sam.image_encoder, int(card.lora["rank"]), float(card.lora["alpha"]))
     if not any(k.startswith("sam.image_encoder.") and not is_lora_key(k) for k in state):
@@ -125,6 +132,18 @@ def load_bundle(path, device="cpu", base_checkpoint=None) -> tuple[ShipSam, Bund
     except RuntimeError:
         raise fail(path, f"its weights do not fit the {card.model_type} model its card describes") from None
     return model.eval().to(device), card
+
+
+def model_class(path, card: BundleCard) -> type[ShipSam]:
+    """The ShipSam class a card's ``kind`` loads as."""
+    if card.kind == "shipsam":
+        return ShipSam
+    if card.kind == "oneshot":
+        # Imported here: samgeo_ship.oneshot builds on models (it imports only models below it at load time).
+        from samgeo_ship.oneshot.model import OneShotSam
+
+        return OneShotSam
+    raise fail(path, f"is a {card.kind!r} model bundle, which this version of shipseg cannot use")
 
 
 def _base_encoder(path: Path, card: BundleCard, base_checkpoint) -> dict:
