@@ -8,6 +8,7 @@ from cli import batch as batch_cmd
 from cli import detect as detect_cmd
 from cli import evaluate as evaluate_cmd
 from cli import info as info_cmd
+from cli import oneshot as oneshot_cmd
 from cli import prepare as prepare_cmd
 from cli import synth as synth_cmd
 from cli import train as train_cmd
@@ -23,7 +24,7 @@ def cli():
 
 # Each command lives in its own module under cli/ and is added here, so this file is the one list of them.
 for _command in (prepare_cmd.prepare, synth_cmd.synth, weights_cmd.weights, detect_cmd.detect, evaluate_cmd.evaluate,
-                 batch_cmd.batch, train_cmd.train, info_cmd.info):
+                 batch_cmd.batch, train_cmd.train, oneshot_cmd.oneshot, info_cmd.info):
     cli.add_command(_command)
 
 

@@ -5,6 +5,7 @@ from tqdm import tqdm
 
 from samgeo_ship.models.registry import CONFIGS
 from samgeo_ship.training import TrainConfig, train as run_training
+from samgeo_ship.training.advice import dataset_advice
 from samgeo_ship.training.modes import MODES
 
 
@@ -55,6 +56,8 @@ def train(ctx, datasets, output, model_type, encoder, epochs, batch_size, lr, va
                          augment=not no_augment, lora_rank=lora_rank, lora_alpha=lora_alpha,
                          base_checkpoint=base_checkpoint, cache_dir=cache_dir, negatives=negatives, init=init_model,
                          threads=threads, box_prior=box_prior)
+    for line in dataset_advice(config, datasets, validation_given=bool(val_datasets)):
+        click.echo(f"Warning: {line}", err=True)
     bar = None
 
     def on_step(epoch, step, steps, stats):

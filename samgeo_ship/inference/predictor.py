@@ -91,24 +91,32 @@ class TilePredictor:
 
         Returns per tile a list of TileDetection with (T, T) masks."""
         B, C, T, _ = images.shape
-        if C not in (1, 3):
-            raise ValueError(f"the model takes 1 or 3 bands, got {C}")
-        S = self.img_size
-        x = torch.from_numpy(np.ascontiguousarray(images, np.float32)).to(self.device) * 255.0
-        # Every tile covers the training ground footprint; the model sees it at its own input size.
-        x = model_input(x, S)
+        embeddings = self.embed(images)
         with self._autocast():
-            embeddings = self.model.encode(x)
             proposals = self.model.propose(embeddings, self.score_threshold) if prompts is None else None
         out = []
         for b in range(B):
             if prompts is None:
                 boxes, scores = proposals[b].boxes.float(), proposals[b].scores.float()
                 keep = nms(boxes, scores, self.nms_iou) if len(boxes) else torch.zeros(0, dtype=torch.long)
-                out.append(self._decode(embeddings[b], T, boxes=boxes[keep], scores=scores[keep]))
+                out.append(self._decode(embeddings[b], T, boxes=boxes[keep], scores=scores[keep],
+                                        **proposals[b].prompts(keep)))
             else:
                 out.append(self._decode_user(embeddings[b], T, prompts[b]))
         return out
+
+    @torch.no_grad()
+    def embed(self, images: np.ndarray) -> torch.Tensor:
+        """(B, C, T, T) float32 tiles in [0, 1], C = 1 or 3 -> (B, C', h, w) image embeddings, as ``predict`` sees
+        them (samgeo_ship.oneshot encodes its reference tiles through here too)."""
+        C = images.shape[1]
+        if C not in (1, 3):
+            raise ValueError(f"the model takes 1 or 3 bands, got {C}")
+        x = torch.from_numpy(np.ascontiguousarray(images, np.float32)).to(self.device) * 255.0
+        # Every tile covers the training ground footprint; the model sees it at its own input size.
+        x = model_input(x, self.img_size)
+        with self._autocast():
+            return self.model.encode(x)
 
     def _decode_user(self, embedding, T: int, prompts: TilePrompts | None) -> list[TileDetection]:
         if prompts is None or len(prompts) == 0:
@@ -121,16 +129,19 @@ class TilePredictor:
         labels = torch.as_tensor(prompts.labels, dtype=torch.int64, device=self.device)
         return self._decode(embedding, T, points=(coords, labels), ids=prompts.ids)
 
-    def _decode(self, embedding, T: int, boxes=None, points=None, scores=None, ids=None) -> list[TileDetection]:
+    def _decode(self, embedding, T: int, boxes=None, points=None, scores=None, ids=None,
+                masks=None) -> list[TileDetection]:
         """Decode in chunks of MASK_CHUNK prompts; logits are resized to the tile (T, T) before thresholding, so the
-        mask edge is placed at tile resolution, not at the model's."""
+        mask edge is placed at tile resolution, not at the model's. ``masks``: optional low-resolution mask prompts
+        (see Proposals)."""
         n = len(boxes) if boxes is not None else (len(points[0]) if points is not None else 0)
         detections = []
         for start in range(0, n, MASK_CHUNK):
             sl = slice(start, start + MASK_CHUNK)
             with self._autocast():
                 logits, iou = self.model.decode(embedding, boxes=boxes[sl] if boxes is not None else None,
-                                                points=(points[0][sl], points[1][sl]) if points is not None else None)
+                                                points=(points[0][sl], points[1][sl]) if points is not None else None,
+                                                masks=masks[sl] if masks is not None else None)
             logits = logits.float()[:, None]
             if logits.shape[-1] != T:
                 logits = F.interpolate(logits, size=(T, T), mode="bilinear", align_corners=False)

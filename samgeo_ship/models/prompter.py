@@ -16,10 +16,26 @@ _PRIOR_BIAS = -math.log((1 - 0.1) / 0.1)
 
 @dataclass
 class Proposals:
-    """Boxes for one image: ``boxes`` (N, 4) ``x0, y0, x1, y1`` in model-input pixels, ``scores`` (N,) in [0, 1]."""
+    """Boxes for one image: ``boxes`` (N, 4) ``x0, y0, x1, y1`` in model-input pixels, ``scores`` (N,) in [0, 1].
+
+    A proposer may prompt the decoder with more than the box (samgeo_ship.oneshot does): ``points`` (N, P, 2) ``x, y``
+    in model-input pixels with ``labels`` (N, P) (1 ship, 0 background), and ``masks`` (N, 1, 4h, 4w), the
+    low-resolution mask logits of an earlier decoder pass."""
 
     boxes: torch.Tensor
     scores: torch.Tensor
+    points: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
+    masks: torch.Tensor | None = None
+
+    def prompts(self, index) -> dict:
+        """The prompts besides the box of the proposals at ``index``, as keyword arguments of ShipSam.decode."""
+        extra = {}
+        if self.points is not None:
+            extra["points"] = (self.points[index], self.labels[index])
+        if self.masks is not None:
+            extra["masks"] = self.masks[index]
+        return extra
 
 
 class Prompter(nn.Module):

@@ -8,19 +8,11 @@ from typing import Callable
 import numpy as np
 import torch
 
+from samgeo_ship.models.shipsam import filled_boxes
 from samgeo_ship.training.data import Sample
 from samgeo_ship.training.losses import mask_iou
 
 SCORE_GRID = tuple(round(t, 2) for t in np.arange(0.1, 0.95, 0.05))
-
-
-def filled_boxes(boxes: torch.Tensor, size: int) -> torch.Tensor:
-    """(N, S, S) bool masks of the pixels whose centres lie inside each (N, 4) box."""
-    centres = torch.arange(size, dtype=torch.float32) + 0.5
-    x0, y0, x1, y1 = (boxes[:, i, None] for i in range(4))
-    cols = (centres[None] >= x0) & (centres[None] < x1)
-    rows = (centres[None] >= y0) & (centres[None] < y1)
-    return rows[:, :, None] & cols[:, None, :]
 
 
 def centre_matches(boxes: torch.Tensor, scores: torch.Tensor, truth: torch.Tensor) -> np.ndarray:

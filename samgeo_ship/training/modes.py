@@ -70,6 +70,9 @@ def load_init(bundle_path) -> tuple[ShipSam, Base, str]:
     from samgeo_ship.models.bundle import load_bundle
 
     model, card = load_bundle(bundle_path)
+    if card.kind != "shipsam":
+        raise ShipsegError(f"{bundle_path}: a {card.kind} bundle cannot be a starting point; start from its base "
+                           f"model {card.oneshot.get('base_bundle', '')}".rstrip())
     if card.lora:
         raise ShipsegError(f"{bundle_path}: a bundle with LoRA adapters cannot be a starting point yet; start "
                            "from its base checkpoint instead")

@@ -1,0 +1,62 @@
+"""Few-shot advice: what a training setup (encoder mode, model type, starting point) will do with the number of
+ships and tiles it is given, as one-sentence warnings printed before training starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from samgeo_ship.models.bundle import read_card
+from samgeo_ship.models.registry import CONFIGS
+from samgeo_ship.training.data import open_datasets
+from samgeo_ship.training.modes import default_mode
+
+DEFAULT_BUNDLE = "samgeo_ship/data/default.safetensors"
+# Rough floors, from this project's runs: the default sam_tiny needed 1180 ships from random initialisation; a whole
+# encoder (full) memorises a few dozen ships within epochs; LoRA adapters hold far fewer weights.
+SCRATCH_SHIPS = 500
+FULL_SHIPS = 200
+LORA_SHIPS = 50
+ONESHOT_SHIPS = 5
+
+
+def advise(config, ships: int, tiles: int, validation_given: bool = False) -> list[str]:
+    """Warnings for a training run.
+
+    Args:
+        config: a TrainConfig (model_type, encoder, init, base_checkpoint, val_fraction are read).
+        ships, tiles: ship instances and tiles in the training datasets.
+        validation_given: validation datasets were given (--val), so no tiles are held out."""
+    model_type = read_card(config.init).model_type if config.init else config.model_type
+    mode = config.encoder or default_mode(model_type)
+    scratch = not config.init and not config.base_checkpoint and not CONFIGS[model_type].official
+    chosen = f"`--encoder {mode}`" if config.encoder else f"the default encoder mode for {model_type} ({mode})"
+    fix = ("pass --encoder frozen (decoder and prompter only)" if config.init else
+           f"use --init BASE (e.g. {DEFAULT_BUNDLE}) with --encoder frozen (decoder and prompter only)")
+    out = []
+    if ships == 0:
+        out.append("the training tiles hold no ships, so only the prompter learns (to stay quiet); check the labels "
+                   "given to shipseg prepare")
+    elif scratch and mode != "full":
+        out.append(f"{chosen} keeps {model_type}'s randomly initialised encoder, which will never learn to see ships; "
+                   f"{fix}")
+    elif mode == "full" and ships < FULL_SHIPS:
+        out.append(f"{chosen} with {ships} ships will overfit; {fix}")
+    elif scratch and ships < SCRATCH_SHIPS:
+        out.append(f"training {model_type} from random initialisation on {ships} ships will not generalise (the "
+                   f"default model needed over 1000); {fix}")
+    elif mode == "lora" and ships < LORA_SHIPS:
+        out.append(f"{chosen} with {ships} ships is likely to overfit; --encoder frozen trains only the decoder and "
+                   "prompter")
+    if 0 < ships <= ONESHOT_SHIPS:
+        out.append(f"with {ships} ships, `shipseg oneshot SCENE LABELS -m BASE -o OUT` personalises a model in "
+                   "seconds without training SAM")
+    if not validation_given and (tiles < 2 or config.val_fraction == 0):
+        out.append(f"with {tiles} tiles and --val-fraction {config.val_fraction:g} no tile is held out, so there is "
+                   "no validation and no early stopping; pass --val DATASET")
+    return out
+
+
+def dataset_advice(config, datasets, validation_given: bool = False) -> list[str]:
+    """``advise`` for the prepared ``datasets`` (directories) a run will train on."""
+    opened = open_datasets([Path(d) for d in datasets])
+    return advise(config, sum(d.ships for d in opened), sum(len(d.tiles) for d in opened), validation_given)

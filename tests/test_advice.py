@@ -1,0 +1,73 @@
+"""Few-shot advice before training, and `shipseg train --init BASE --encoder frozen` on one small labelled scene:
+only the decoder and the prompter change."""
+
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors import safe_open
+
+from cli.main import cli
+from samgeo_ship.inference.detect import DEFAULT_MODEL
+from samgeo_ship.models.bundle import load_bundle, read_card, save_bundle
+from samgeo_ship.oneshot.model import OneShotSam
+from samgeo_ship.training import TrainConfig
+from samgeo_ship.training.advice import advise
+
+from test_training import ship_dataset
+
+BASE = str(DEFAULT_MODEL)
+
+
+@pytest.mark.parametrize("config, words", [
+    (TrainConfig(init=BASE, encoder="full"), "`--encoder full` with 3 ships will overfit; pass --encoder frozen"),
+    (TrainConfig(model_type="sam_tiny"), "the default encoder mode for sam_tiny (full) with 3 ships will overfit; "
+                                         "use --init BASE"),
+    (TrainConfig(model_type="sam_tiny", encoder="frozen"), "randomly initialised encoder, which will never learn"),
+    (TrainConfig(init=BASE, encoder="lora"), "`--encoder lora` with 3 ships is likely to overfit"),
+])
+def test_few_ships_get_a_warning_that_names_the_fix(config, words):
+    lines = advise(config, ships=3, tiles=4)
+    assert any(words in line for line in lines), lines
+    assert any("shipseg oneshot" in line for line in lines)
+
+
+def test_enough_ships_or_the_right_mode_get_no_overfitting_warning():
+    assert advise(TrainConfig(init=BASE, encoder="frozen"), ships=40, tiles=20) == []
+    assert advise(TrainConfig(init=BASE, encoder="full"), ships=400, tiles=200) == []
+    assert advise(TrainConfig(model_type="sam_tiny"), ships=2000, tiles=800) == []
+    assert "from random initialisation on 300 ships" in advise(TrainConfig(model_type="sam_tiny"), 300, 100)[0]
+    one_tile = advise(TrainConfig(init=BASE, encoder="frozen"), ships=40, tiles=1)
+    assert len(one_tile) == 1 and "no validation" in one_tile[0]
+    assert advise(TrainConfig(init=BASE, encoder="frozen"), ships=40, tiles=1, validation_given=True) == []
+
+
+def test_train_from_a_base_with_a_frozen_encoder_on_one_scene(tmp_path):
+    data = ship_dataset(tmp_path / "ds", ships=3)
+    out = tmp_path / "m.safetensors"
+    result = CliRunner().invoke(cli, ["train", str(data), "-o", str(out), "--init", BASE, "--encoder", "frozen",
+                                      "--epochs", "1", "--threads", "1", "--device", "cpu", "-q",
+                                      "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning: ")]
+    assert len(warnings) == 1 and "shipseg oneshot" in warnings[0]
+    card = read_card(out)
+    assert card.encoder_mode == "frozen" and "image_encoder" not in card.trained
+    assert set(card.trained) == {"mask_decoder", "prompt_encoder", "prompter"}
+    with safe_open(str(out), framework="pt") as new, safe_open(str(DEFAULT_MODEL), framework="pt") as old:
+        encoder = [k for k in old.keys() if k.startswith("sam.image_encoder.")]
+        assert encoder and all(new.get_tensor(k).equal(old.get_tensor(k)) for k in encoder)
+        heads = [k for k in old.keys() if k.startswith(("sam.mask_decoder.", "prompter."))]
+        assert any(not new.get_tensor(k).equal(old.get_tensor(k)) for k in heads)
+
+
+def test_a_oneshot_bundle_is_no_starting_point(tmp_path):
+    net, card = load_bundle(DEFAULT_MODEL)
+    card.kind, card.oneshot, card.stored = "oneshot", {"targets": 1, "base_bundle": "default.safetensors"}, \
+        card.stored + ["oneshot"]
+    path = save_bundle(OneShotSam.personalise(net, torch.ones(1, 128)), card, tmp_path / "p.safetensors")
+    data = ship_dataset(tmp_path / "ds", ships=3)
+    result = CliRunner().invoke(cli, ["train", str(data), "-o", str(tmp_path / "m.safetensors"), "--init",
+                                      str(path), "--epochs", "1", "--threads", "1", "-q"])
+    assert result.exit_code == 2
+    assert "a oneshot bundle cannot be a starting point; start from its base model default.safetensors" \
+        in result.stderr
