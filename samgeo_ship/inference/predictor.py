@@ -99,8 +99,11 @@ class TilePredictor:
             if prompts is None:
                 boxes, scores = proposals[b].boxes.float(), proposals[b].scores.float()
                 keep = nms(boxes, scores, self.nms_iou) if len(boxes) else torch.zeros(0, dtype=torch.long)
-                out.append(self._decode(embeddings[b], T, boxes=boxes[keep], scores=scores[keep],
-                                        **proposals[b].prompts(keep)))
+                boxes = boxes[keep]
+                extra = proposals[b].prompts(keep)
+                if not extra and len(boxes) and getattr(self.model, "box_prior", 0):
+                    boxes = self._refine(embeddings[b], boxes)
+                out.append(self._decode(embeddings[b], T, boxes=boxes, scores=scores[keep], **extra))
             else:
                 out.append(self._decode_user(embeddings[b], T, prompts[b]))
         return out
@@ -117,6 +120,23 @@ class TilePredictor:
         x = model_input(x, self.img_size)
         with self._autocast():
             return self.model.encode(x)
+
+    def _refine(self, embedding, boxes: torch.Tensor) -> torch.Tensor:
+        """The boxes of the masks the proposed ``boxes`` give (input pixels), for a second decoder pass.
+
+        Only for models with a box prior (ShipSam.box_prior), whose masks lean on the box: a proposal box is the
+        prompter's guess; the mask decoder, trained on jittered boxes, reaches past a box that cuts a ship short.
+        Prompting again with the box of that mask gives the whole ship, and two proposals on one long ship converge
+        to the same mask (which the merge then removes). A box whose mask is empty stays as it was."""
+        with self._autocast():
+            logits, _ = self.model.decode(embedding, boxes=boxes)
+        found = logits.float() > self.mask_logit
+        refined = boxes.clone()
+        rows, cols = found.any(2), found.any(1)
+        for k in torch.nonzero(rows.any(1)).flatten().tolist():
+            ys, xs = torch.nonzero(rows[k]).flatten(), torch.nonzero(cols[k]).flatten()
+            refined[k] = torch.stack([xs[0], ys[0], xs[-1] + 1, ys[-1] + 1]).to(boxes.dtype)
+        return refined
 
     def _decode_user(self, embedding, T: int, prompts: TilePrompts | None) -> list[TileDetection]:
         if prompts is None or len(prompts) == 0:
@@ -145,11 +165,11 @@ class TilePredictor:
             logits = logits.float()[:, None]
             if logits.shape[-1] != T:
                 logits = F.interpolate(logits, size=(T, T), mode="bilinear", align_corners=False)
-            masks = (logits[:, 0] > self.mask_logit).cpu().numpy()
+            found = (logits[:, 0] > self.mask_logit).cpu().numpy()
             iou = iou.float().clamp(0, 1).cpu().numpy()
-            for k in range(len(masks)):
+            for k in range(len(found)):
                 i = start + k
                 score = float(scores[i]) if scores is not None else float(iou[k])
-                detections.append(TileDetection(masks[k], score, float(iou[k]),
+                detections.append(TileDetection(found[k], score, float(iou[k]),
                                                 int(ids[i]) if ids is not None else -1))
         return detections
