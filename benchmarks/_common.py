@@ -1,13 +1,15 @@
-"""Shared pieces of the detect benchmarks: a synthetic scene and a random sam_tiny bundle, both cached on disk."""
+"""Shared pieces of the benchmarks: synthetic scenes and model bundles, cached on disk."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import torch
 
-from samgeo_ship.models.bundle import BundleCard, save_bundle
+from samgeo_ship.inference.detect import DEFAULT_MODEL
+from samgeo_ship.models.bundle import BundleCard, load_bundle, save_bundle
 from samgeo_ship.models.shipsam import ShipSam
 from samgeo_ship.synthetic import SynthSpec, make_scene
 
@@ -19,6 +21,27 @@ def scene(size: int, work: Path) -> Path:
     path = work / f"harbour_{size}.tif"
     if not path.exists():
         make_scene(SynthSpec(size, size, bands="rgb8", n_ships=max(10, size * size // 100_000), seed=5), path)
+    return path
+
+
+def s2_scene(size: int, work: Path) -> tuple[Path, Path]:
+    """A size x size px Sentinel-2-like harbour (4 x uint16, 10 m) with one ship per 40,000 px, and its truth."""
+    tif, truth = work / f"scene_{size}.tif", work / f"scene_{size}.geojson"
+    if not tif.exists():
+        make_scene(SynthSpec(size, size, bands="s2", n_ships=max(20, size * size // 40_000), seed=size), tif, truth)
+    return tif, truth
+
+
+def default_model_at(work: Path, pixel_size_m: float, tile_size: int, overlap: int) -> Path:
+    """The bundled default model (sam_tiny, 256 px input) with a card that tiles scenes of ``pixel_size_m`` into
+    ``tile_size`` px windows: with 256 the model sees each window at 1:1, so the cost of a tile is the production
+    cost (one 256 px encoder pass) while a large scene needs 16x fewer tiles than with the production 64 px
+    windows. Detection quality is not the point: the ships look 4x smaller to the model than in training."""
+    path = work / f"default_{tile_size}_{overlap}.safetensors"
+    if not path.exists():
+        net, card = load_bundle(DEFAULT_MODEL)
+        card = dataclasses.replace(card, pixel_size_m=pixel_size_m, tile_size=tile_size, overlap=overlap)
+        save_bundle(net, card, path)
     return path
 
 

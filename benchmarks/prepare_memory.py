@@ -13,9 +13,8 @@ import json
 import shutil
 from pathlib import Path
 
+from _common import s2_scene
 from _measure import measure
-
-from samgeo_ship.synthetic import SynthSpec, make_scene
 
 
 def main():
@@ -28,10 +27,7 @@ def main():
     args.workdir.mkdir(parents=True, exist_ok=True)
     rows = []
     for size in (args.small, args.big):
-        tif, truth = args.workdir / f"scene_{size}.tif", args.workdir / f"scene_{size}.geojson"
-        if not tif.exists():
-            make_scene(SynthSpec(width=size, height=size, bands="s2", n_ships=max(20, size * size // 40_000),
-                                 seed=size), tif, truth)
+        tif, truth = s2_scene(size, args.workdir)
         out = args.workdir / f"dataset_{size}"
         shutil.rmtree(out, ignore_errors=True)
         stats = measure(f"""

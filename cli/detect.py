@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from samgeo_ship.errors import ShipsegError
+from samgeo_ship.errors import NoValidPixels, ShipsegError
 from samgeo_ship.inference.detect import DEFAULT_MODEL, detect_scene, open_scene
 from samgeo_ship.models.bundle import read_card
 from samgeo_ship.raster import parse_bands
@@ -53,6 +53,16 @@ def progress_reporter(mode: str):
         bar.close()
 
 
+def write_preview(scene, model, bands, ships, preview: Path) -> None:
+    """The quick-look PNG; a scene with no valid pixels has nothing to show (detect already warned)."""
+    try:
+        opened = open_scene(scene, read_card(model), parse_bands(bands))
+    except NoValidPixels:
+        return
+    with opened:
+        render_preview(opened, [(ships.geometry.values, SHIP_COLOUR)], preview)
+
+
 def output_path(scene: Path, output) -> Path:
     """-o as given; a folder gets ``<scene stem>.ships.geojson`` inside; none: that name in the current folder."""
     name = f"{scene.stem}.ships.geojson"
@@ -72,13 +82,19 @@ def output_path(scene: Path, output) -> Path:
 @click.option("--bands", default=None, help="Bands by description or 1-based index [default: the model's bands].")
 @click.option("--boxes", type=click.Path(dir_okay=False), help="Vector file of boxes: one ship per box (any CRS).")
 @click.option("--points", type=click.Path(dir_okay=False), help="Vector file of points: one ship per point.")
+@click.option("--tile-size", type=click.IntRange(min=8), default=None,
+              help="Tile size in pixels of the model's pixel size [default: the model's]; other sizes change the "
+                   "scale the model sees ships at.")
+@click.option("--overlap", type=click.IntRange(min=0), default=None,
+              help="Tile overlap (halo) in pixels of the model's pixel size [default: the model's].")
 @click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1), help="Tiles encoded at once.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--preview", type=click.Path(dir_okay=False, path_type=Path), help="Also write a quick-look PNG.")
 @click.option("--progress", "progress_mode", type=click.Choice(["bar", "json", "none"]), default="bar",
               show_default=True, help="json: one JSON object per line on stdout (for the QGIS plugin).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
-def detect(scene, model, output, bands, boxes, points, batch_size, device, preview, progress_mode, quiet):
+def detect(scene, model, output, bands, boxes, points, tile_size, overlap, batch_size, device, preview, progress_mode,
+           quiet):
     """Find the ships in SCENE and write them as polygons with score, area, length, beam, heading and position.
 
     Example: shipseg detect scene.tif -m ships.safetensors -o ships.gpkg --preview quicklook.png
@@ -92,11 +108,11 @@ def detect(scene, model, output, bands, boxes, points, batch_size, device, previ
             raise ShipsegError(f"{preview}: the preview is written as PNG; name it *.png")
         with one_line_warnings(), progress_reporter(progress_mode) as update:
             ships = detect_scene(scene, model, bands=parse_bands(bands), boxes=boxes, points=points,
-                                 batch_size=batch_size, device=device, progress=update)
+                                 batch_size=batch_size, device=device, progress=update, tile_size=tile_size,
+                                 overlap=overlap)
         write_ships(ships, out)
         if preview is not None:
-            with open_scene(scene, read_card(model), parse_bands(bands)) as opened:
-                render_preview(opened, [(ships.geometry.values, SHIP_COLOUR)], preview)
+            write_preview(scene, model, bands, ships, preview)
     except ShipsegError as exc:
         if progress_mode == "json":  # the plugin reads stdout only; the group still prints the line on stderr
             print(json.dumps({"event": "error", "message": str(exc)}), flush=True)

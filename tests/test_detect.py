@@ -15,9 +15,11 @@ from samgeo_ship.inference.detect import DetectWarning, detect_scene, tile_grid
 from samgeo_ship.models.bundle import BundleCard, save_bundle
 from samgeo_ship.models.shipsam import ShipSam
 from samgeo_ship.raster import Scene
+from samgeo_ship.vector.writers import write_ships
 
 from conftest import write_raster
 from test_labels import ship
+from test_vector import ring_is_ccw
 
 BANDS = ["B04", "B03", "B02"]
 PX = Affine.identity()
@@ -121,11 +123,10 @@ def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path, bundle, scene):
     not_tif.write_text("not a raster")
     not_bundle = tmp_path / "model.safetensors"
     not_bundle.write_bytes(b"\x00" * 64)
-    empty = write_raster(tmp_path / "empty.tif", np.zeros((3, 64, 64), np.uint16), nodata=0, descriptions=BANDS)
     far = tmp_path / "far.geojson"
     gpd.GeoDataFrame(geometry=[shapely.box(10, 10, 10.01, 10.01)], crs="EPSG:4326").to_file(far)
     cases = [(tmp_path / "missing.tif", bundle, []), (not_tif, bundle, []), (scene, not_bundle, []),
-             (empty, bundle, []), (scene, bundle, ["--boxes", far]), (scene, tmp_path / "none.safetensors", []),
+             (scene, bundle, ["--boxes", far]), (scene, tmp_path / "none.safetensors", []),
              (scene, bundle, ["--bands", "B08"])]
     for i, (scene_path, model, extra) in enumerate(cases):
         out = tmp_path / f"out{i}.geojson"
@@ -134,6 +135,41 @@ def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path, bundle, scene):
         assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("Error: "), result.stderr
         assert not out.exists()
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_an_all_nodata_scene_gives_an_empty_valid_output(tmp_path, bundle):
+    empty = write_raster(tmp_path / "empty.tif", np.zeros((3, 64, 64), np.uint16), nodata=0, descriptions=BANDS)
+    out = tmp_path / "ships.geojson"
+    result = run("detect", empty, "-m", bundle, "-o", out, "--progress", "json", "--preview", tmp_path / "look.png")
+    assert result.exit_code == 0, result.output
+    assert "no valid pixels" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert events[-2] == {"event": "progress", "tiles_done": 1, "tiles_total": 1, "ships": 0}
+    assert events[-1] == {"event": "done", "output": str(out), "ships": 0}
+    assert json.loads(out.read_text()) == {"type": "FeatureCollection", "features": []}
+    boxes = detect_scene(empty, bundle, boxes=np.array([[500_100.0, 4_799_700.0, 500_200.0, 4_799_800.0]]))
+    assert len(boxes) == 0 and "prompt" in boxes.columns and boxes.crs.to_epsg() == 32631
+
+
+def test_detect_geojson_is_rfc7946(tmp_path, bundle, scene):
+    # box prompts, so there are ships to check whatever the random model makes of them
+    with Scene.open(scene) as s:
+        boxes = np.array([h.bounds for h in in_crs(HULLS, s.transform)])
+        lon_lat = gpd.GeoSeries([shapely.box(*s.bounds)], crs=s.crs).to_crs("EPSG:4326").total_bounds
+    out = write_ships(detect_scene(scene, bundle, boxes=boxes, device="cpu"), tmp_path / "ships.geojson")
+    doc = json.loads(out.read_text())
+    assert doc["type"] == "FeatureCollection" and "crs" not in doc and len(doc["features"]) == 3
+    for feature in doc["features"]:
+        assert feature["geometry"]["type"] == "Polygon" and feature["id"] == feature["properties"]["ship_id"]
+        exterior, *holes = feature["geometry"]["coordinates"]
+        assert ring_is_ccw(exterior) and not any(ring_is_ccw(h) for h in holes)  # the right-hand rule
+        for ring in (exterior, *holes):
+            assert ring[0] == ring[-1] and len(ring) >= 4
+            lons, lats = np.asarray(ring).T
+            assert np.all(np.abs(lons) <= 180) and np.all(np.abs(lats) <= 90)
+            # lon, lat order, inside the scene's footprint
+            assert np.all((lon_lat[0] - 1e-6 <= lons) & (lons <= lon_lat[2] + 1e-6))
+            assert np.all((lon_lat[1] - 1e-6 <= lats) & (lats <= lon_lat[3] + 1e-6))
 
 
 def test_bad_input_in_json_mode_reports_an_error_event(tmp_path, bundle):

@@ -12,7 +12,7 @@ from shapely import affinity
 from samgeo_ship.metrics import polygon_iou
 from samgeo_ship.tiling import TileGrid
 from samgeo_ship.vector.attributes import measure, ship_table
-from samgeo_ship.vector.merge import Part, largest_polygon, merge_parts, owns, touches_edge
+from samgeo_ship.vector.merge import Part, ShipMerger, largest_polygon, merge_parts, owns, touches_edge
 from samgeo_ship.vector.vectorise import vectorise
 from samgeo_ship.vector.writers import write_ships
 
@@ -21,7 +21,7 @@ from test_labels import ship
 UTM = Affine(10.0, 0, 500_000.0, 0, -10.0, 4_800_000.0)
 
 
-def tiled_detections(hulls, width, height, tile_size, overlap):
+def tiled_parts(hulls, width, height, tile_size, overlap):
     """What a perfect model would hand to merging: each tile's view of each ship (cut at the window edge and at
     the scene edge), kept by the tile that owns it, vectorised in the tile's own affine."""
     grid = TileGrid(width, height, tile_size, overlap, UTM)
@@ -35,7 +35,11 @@ def tiled_detections(hulls, width, height, tile_size, overlap):
             mask &= inside
             if mask.any() and owns(tile.core_slices(), mask):
                 parts.append(Part(largest_polygon(vectorise(mask, tile.transform)), 0.9, touches_edge(mask)))
-    return merge_parts(parts, pixel_size=10.0)
+    return parts
+
+
+def tiled_detections(hulls, width, height, tile_size, overlap):
+    return merge_parts(tiled_parts(hulls, width, height, tile_size, overlap), pixel_size=10.0)
 
 
 @pytest.mark.parametrize("tile_size, overlap", [(64, 0), (96, 8), (128, 20)])
@@ -58,10 +62,32 @@ def test_merge_result_does_not_depend_on_the_grid():
             assert polygon_iou(a.geometry, b.geometry) > 0.95
 
 
-def test_user_prompt_parts_are_never_merged():
+def test_the_running_count_is_the_final_count_whatever_the_order_parts_arrive_in():
+    hulls = [ship(128, 128, 120, 8, 20), ship(82, 40, 24, 6, 0), ship(200, 220, 30, 6, 100)]
+    parts = tiled_parts(hulls, 256, 256, 64, 0)
+    assert len(parts) > 3  # the long ship comes in pieces
+    expected = merge_parts(parts, pixel_size=10.0)
+    for seed in range(3):
+        shuffled = [parts[k] for k in np.random.default_rng(seed).permutation(len(parts))]
+        merger = ShipMerger(10.0, cell=300.0)  # cells smaller than the long ship: it spans several
+        counts = []
+        for k in range(0, len(shuffled), 2):
+            merger.add(shuffled[k:k + 2])
+            counts.append(len(merger))
+        ships = merger.ships()
+        assert counts[-1] == len(ships) == 3
+        assert all(a.geometry.equals(b.geometry) for a, b in zip(ships, expected))
+
+
+def test_parts_of_one_user_prompt_are_one_ship_and_prompts_are_never_merged():
     a = shapely.box(0, 0, 100, 20)
-    merged = merge_parts([Part(a, 0.5, prompt=0), Part(a, 0.6, prompt=1)], pixel_size=10.0)
-    assert sorted(m.prompt for m in merged) == [0, 1]
+    rest = shapely.box(100, 0, 160, 20)  # prompt 0's ship, seen by the tile across the seam
+    merger = ShipMerger(10.0)
+    merger.add([Part(a, 0.5, prompt=0), Part(a, 0.6, prompt=1), Part(rest, 0.7, prompt=0)])
+    merged = merger.ships()
+    assert len(merger) == 2 and sorted(m.prompt for m in merged) == [0, 1]
+    whole = next(m for m in merged if m.prompt == 0)
+    assert whole.geometry.area == pytest.approx(160 * 20) and whole.score == 0.7
 
 
 def hull_m(cx, cy, length, beam, heading):

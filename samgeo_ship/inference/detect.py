@@ -1,10 +1,11 @@
 """Scene-level streaming detection: tiles are read ahead by a background thread, encoded in batches, their masks
-vectorised in each tile's own affine by a second thread, then merged across seams. Memory is bounded by tile size
-times batch size (plus one polygon per ship), never by the scene size."""
+vectorised in each tile's own affine by a second thread, then merged across seams as they arrive. Memory is bounded
+by tile size times batch size (plus one polygon per ship), never by the scene size."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import queue
 import threading
@@ -20,14 +21,14 @@ import rasterio
 import torch
 from affine import Affine
 
-from samgeo_ship.errors import ShipsegError, fail
+from samgeo_ship.errors import NoValidPixels, ShipsegError, fail
 from samgeo_ship.inference.predictor import TilePredictor, resolve_device
 from samgeo_ship.inference.prompts import assign_prompts, read_prompt_file
 from samgeo_ship.models.bundle import load_bundle
 from samgeo_ship.raster import Normalisation, Scene
 from samgeo_ship.tiling import TileGrid
 from samgeo_ship.vector.attributes import ship_table
-from samgeo_ship.vector.merge import Part, largest_polygon, merge_parts, owns, touches_edge
+from samgeo_ship.vector.merge import Part, ShipMerger, largest_polygon, owns, touches_edge
 from samgeo_ship.vector.vectorise import vectorise
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "data" / "default.safetensors"
@@ -51,6 +52,21 @@ def load_model(model, device) -> tuple[object, object, str]:
                          "(train one with `shipseg train`)")
     net, card = load_bundle(path, device)
     return net, card, path.name
+
+
+def with_tiling(card, tile_size: int | None = None, overlap: int | None = None, source="model"):
+    """``card`` with its tile size and/or overlap replaced (pixels of the model's pixel size, as on the card).
+
+    The overlap only moves seams and halos; a tile size other than the training one changes the ground each model
+    input covers, so ships appear larger or smaller to the model than in training."""
+    if tile_size is None and overlap is None:
+        return card
+    size = card.tile_size if tile_size is None else int(tile_size)
+    halo = card.overlap if overlap is None else int(overlap)
+    if size < 8 or halo < 0 or 2 * halo >= size:
+        raise fail(source, f"tile size {size} px with overlap {halo} px: need a tile of at least 8 px and an "
+                           "overlap of 0 to under half the tile size")
+    return dataclasses.replace(card, tile_size=size, overlap=halo)
 
 
 def tile_grid(scene, card) -> TileGrid:
@@ -104,7 +120,8 @@ def _normalisation(scene, card) -> Normalisation:
 
 
 def detect_scene(scene_path, model=DEFAULT_MODEL, bands=None, boxes=None, points=None, batch_size: int = 4,
-                 device: str = "auto", progress: Callable[[int, int, int], None] | None = None) -> gpd.GeoDataFrame:
+                 device: str = "auto", progress: Callable[[int, int, int], None] | None = None,
+                 tile_size: int | None = None, overlap: int | None = None) -> gpd.GeoDataFrame:
     """Find the ships in a scene.
 
     Args:
@@ -116,24 +133,45 @@ def detect_scene(scene_path, model=DEFAULT_MODEL, bands=None, boxes=None, points
         points: a vector file of points or an (N, 2) array in the scene CRS; one positive point per ship.
         batch_size: tiles encoded at once.
         device: "auto", "cpu" or "cuda".
-        progress: called as ``progress(tiles_done, tiles_total, ships_so_far)``; raising in it cancels.
+        progress: called as ``progress(tiles_done, tiles_total, ships_so_far)`` (distinct ships after merging
+            across seams; the last call's count is the number of rows returned); raising in it cancels.
+        tile_size, overlap: override the bundle card's (see ``with_tiling``).
 
     Returns a GeoDataFrame in the scene CRS with the columns of ``vector.attributes.COLUMNS`` (plus ``prompt``, the
-    index of the user prompt, with boxes/points), one Polygon per ship, ids ordered north to south."""
+    index of the user prompt, with boxes/points), one Polygon per ship, ids ordered north to south; empty, with a
+    DetectWarning, for a scene with no valid pixels."""
     dev = resolve_device(device)
     net, card, model_name = load_model(model, dev)
+    card = with_tiling(card, tile_size, overlap, model_name)
     if boxes is not None and points is not None:
         raise fail(scene_path, "give either box prompts or point prompts, not both")
-    with open_scene(scene_path, card, bands) as scene:
+    try:
+        opened = open_scene(scene_path, card, bands)
+    except NoValidPixels as exc:
+        user_prompts = boxes is not None or points is not None
+        return _no_ships(scene_path, card, bands, model_name, str(exc), progress, user_prompts)
+    with opened as scene:
         grid = tile_grid(scene, card)
         prompts = _prompts(scene, grid, boxes, points)
         predictor = TilePredictor(net, card, dev)
+        merger = ShipMerger(scene.pixel_size[0], cell=grid.tile_size * scene.pixel_size[0])
         with _torch_threads(dev):
-            parts = _run(scene, grid, predictor, prompts, max(1, int(batch_size)), progress)
-        merged = merge_parts(parts, scene.pixel_size[0])
+            _run(scene, grid, predictor, prompts, max(1, int(batch_size)), merger, progress)
+        merged = merger.ships()
         geoms = gpd.GeoSeries([m.geometry for m in merged], crs=scene.crs)
         extra = {"prompt": [m.prompt for m in merged]} if prompts is not None else {}
         return ship_table(geoms, [m.score for m in merged], scene.name, model_name, **extra)
+
+
+def _no_ships(scene_path, card, bands, model_name, why, progress, user_prompts) -> gpd.GeoDataFrame:
+    """The empty result of a scene with no valid pixels: every tile is skipped, so no ship can be found."""
+    warnings.warn(f"{why}: no ships to find", DetectWarning, stacklevel=3)
+    with Scene.open(scene_path, bands=bands) as scene:  # the size and CRS are all it needs
+        total = len(tile_grid(scene, card))
+        if progress:
+            progress(total, total, 0)
+        extra = {"prompt": []} if user_prompts else {}
+        return ship_table(gpd.GeoSeries([], crs=scene.require_crs()), [], scene.name, model_name, **extra)
 
 
 def _prompts(scene, grid, boxes, points):
@@ -161,9 +199,10 @@ def _torch_threads(device):
         torch.set_num_threads(before)
 
 
-def _run(scene, grid, predictor, prompts, batch_size, progress) -> list[Part]:
-    """The streaming loop: read ahead -> encode/decode in batches -> vectorise in the background."""
-    total, done, parts = len(grid), 0, []
+def _run(scene, grid, predictor, prompts, batch_size, merger: ShipMerger, progress) -> None:
+    """The streaming loop: read ahead -> encode/decode in batches -> vectorise in the background -> ``merger``.
+    Progress reports the distinct ships merged so far; the last report is the number of ships detect returns."""
+    total, done = len(grid), 0
     pending: deque = deque()
     wanted = set(prompts) if prompts is not None else None
     reader = Prefetch(_read_tiles(scene, grid, wanted), depth=2 * batch_size)
@@ -179,9 +218,9 @@ def _run(scene, grid, predictor, prompts, batch_size, progress) -> list[Part]:
             done += len(batch)
             batch.clear()
         while pending and (len(pending) > PENDING_BATCHES or pending[0].done()):
-            parts.extend(pending.popleft().result())
+            merger.add(pending.popleft().result())
         if progress:
-            progress(done, total, len(parts))
+            progress(done, total, len(merger))
 
     with ThreadPoolExecutor(1, thread_name_prefix="shipseg-vectorise") as pool:
         try:
@@ -194,14 +233,13 @@ def _run(scene, grid, predictor, prompts, batch_size, progress) -> list[Part]:
                     flush()
             flush()
             while pending:
-                parts.extend(pending.popleft().result())
+                merger.add(pending.popleft().result())
         finally:
             reader.close()
             for future in pending:
                 future.cancel()
     if progress:
-        progress(total, total, len(parts))
-    return parts
+        progress(total, total, len(merger))
 
 
 def _read_tiles(scene, grid, wanted):

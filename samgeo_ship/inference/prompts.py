@@ -1,8 +1,9 @@
-"""User prompts: boxes or points from a vector file (any CRS) or an array in the scene CRS, each handed to the one
-tile whose core holds it, in that tile's pixels."""
+"""User prompts: boxes or points from a vector file (any CRS) or an array in the scene CRS, each handed to the
+tile whose core holds it (a box across a seam to each tile it reaches), in that tile's pixels."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import geopandas as gpd
@@ -41,33 +42,55 @@ def assign_prompts(grid, scene, boxes: np.ndarray | None = None, points: np.ndar
     """Give each prompt (scene CRS) to the tile whose core holds its centre, converted to that tile's pixels.
 
     ``boxes``: (N, 4) ``xmin, ymin, xmax, ymax``; ``points``: (N, 2) ``x, y``. Returns {(row, col): TilePrompts}.
-    Refuses prompts whose centre lies outside the scene. A box larger than a tile is cut at the tile's edge."""
+    Refuses prompts whose centre lies outside the scene. A box that reaches past that tile's window (a ship across
+    a seam, longer than the halo) also goes to every other tile whose core it overlaps, cut at each tile's window:
+    each tile segments the part of the ship it sees, and ``ShipMerger`` unions the parts of one prompt."""
     if (boxes is None) == (points is None):
         raise ValueError("give either boxes or points")
     coords = np.asarray(boxes if boxes is not None else points, float)
     coords = coords.reshape(-1, 4 if boxes is not None else 2)
-    centres = (coords[:, :2] + coords[:, 2:]) / 2 if boxes is not None else coords
     to_px = ~scene.transform
-    cols, rows = np.array([to_px @ tuple(c) for c in centres]).reshape(-1, 2).T
+    if boxes is not None:  # the pixel envelope of each box's corners: any affine, rotated or flipped, gives it right
+        corners = np.asarray([[to_px @ (x, y) for x in (b[0], b[2]) for y in (b[1], b[3])] for b in coords])
+        px = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1).reshape(-1, 4)
+        centres = (px[:, :2] + px[:, 2:]) / 2
+    else:
+        px = centres = np.asarray([to_px @ tuple(c) for c in coords]).reshape(-1, 2)
+    cols, rows = centres.T
     outside = (cols < 0) | (cols >= scene.width) | (rows < 0) | (rows >= scene.height)
     if outside.any():
         what = "boxes" if boxes is not None else "points"
         raise fail(source, f"{int(outside.sum())} of {len(coords)} {what} lie outside the scene "
                            f"{scene.path.name} (first: number {int(np.argmax(outside)) + 1})")
-    cs = grid.core_size
-    out: dict[tuple[int, int], list[int]] = {}
+    per_tile: dict[tuple[int, int], list[int]] = {}
     for i, (c, r) in enumerate(zip(cols, rows)):
-        out.setdefault((int(r // cs), int(c // cs)), []).append(i)
+        home = (int(r // grid.core_size), int(c // grid.core_size))
+        for key in (_box_tiles(grid, home, px[i]) if boxes is not None else [home]):
+            per_tile.setdefault(key, []).append(i)
     result = {}
-    for (r, c), ids in out.items():
-        inv = ~grid.tile(r, c).transform  # scene CRS -> this tile's pixels
+    for (r, c), ids in per_tile.items():
         ids = np.asarray(ids)
+        window = grid.tile(r, c).window
+        offset = np.array([window.col_off, window.row_off])
         if boxes is not None:
-            corners = [[inv @ (x, y) for x in (b[0], b[2]) for y in (b[1], b[3])] for b in coords[ids]]
-            corners = np.asarray(corners)  # (n, 4, 2): any affine, rotated or flipped, gives the right box
-            tile_boxes = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1)
+            tile_boxes = np.clip(px[ids] - np.tile(offset, 2), 0, grid.tile_size)
             result[(r, c)] = TilePrompts(ids, boxes=tile_boxes)
         else:
-            pts = np.asarray([inv @ tuple(p) for p in coords[ids]])[:, None, :]
+            pts = (px[ids] - offset)[:, None, :]
             result[(r, c)] = TilePrompts(ids, points=pts, labels=np.ones(pts.shape[:2], np.int64))
     return result
+
+
+def _box_tiles(grid, home: tuple[int, int], box: np.ndarray) -> list[tuple[int, int]]:
+    """The tiles a box (scene pixels ``col0, row0, col1, row1``) goes to: its home tile when the box fits in that
+    tile's window, else every tile whose core it overlaps."""
+    window = grid.tile(*home).window
+    if window.col_off <= box[0] and box[2] <= window.col_off + window.width and \
+            window.row_off <= box[1] and box[3] <= window.row_off + window.height:
+        return [home]
+    cs, (n_rows, n_cols) = grid.core_size, grid.shape
+
+    def span(lo, hi, n):
+        return range(min(max(int(lo // cs), 0), n - 1), min(max(math.ceil(hi / cs) - 1, int(lo // cs), 0), n - 1) + 1)
+
+    return [(r, c) for r in span(box[1], box[3], n_rows) for c in span(box[0], box[2], n_cols)]

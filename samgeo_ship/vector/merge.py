@@ -60,49 +60,111 @@ def largest_polygon(geom):
 
 
 def merge_parts(parts: list[Part], pixel_size: float, overlap: float = MERGE_OVERLAP) -> list[Part]:
-    """Union detections of one ship across neighbouring tiles.
+    """Union detections of one ship across neighbouring tiles (all at once; see ``ShipMerger`` for the rules).
+    Returns the merged parts sorted as ``stable_order`` sorts them."""
+    merger = ShipMerger(pixel_size, overlap)
+    merger.add(parts)
+    return merger.ships()
+
+
+class ShipMerger:
+    """Groups parts into ships as tiles arrive, so the number of distinct ships found so far is known at any time
+    (``len``), and the last count is the number of ships ``ships()`` returns.
 
     Two parts are one ship when their IoU or intersection-over-smaller exceeds ``overlap``, or when both were cut by
     a tile edge and they overlap or touch (within ``pixel_size``, CRS units; smoothing may open a hairline gap where a
-    zero-halo seam cut a ship). Groups are closed transitively; a group keeps the union (a hairline gap closed
-    by half a pixel), the max score and the lowest prompt index. Parts from user prompts are never merged: each prompt
-    asks for its own ship. Returns the merged parts sorted as ``stable_order`` sorts them."""
-    if not parts:
-        return []
-    geoms = np.array([p.geometry for p in parts], dtype=object)
-    areas = shapely.area(geoms)
-    parent = list(range(len(parts)))
+    zero-halo seam cut a ship). Groups are closed transitively, so they do not depend on the order parts arrive in; a
+    group keeps the union (a hairline gap closed by half a pixel), the max score and the lowest prompt index. A user
+    prompt asks for its own ship: its parts (a box across a seam is segmented in each tile it reaches) are one ship,
+    never merged with other parts.
 
-    def root(i):
+    Candidates are found in a hash of ``cell`` sized squares (CRS units; default 64 pixels), so adding a part costs
+    the same early and late in a scene of any size."""
+
+    def __init__(self, pixel_size: float, overlap: float = MERGE_OVERLAP, cell: float | None = None):
+        self.pixel_size = float(pixel_size)
+        self.overlap = overlap
+        self._cell = float(cell) if cell else 64 * self.pixel_size
+        self._parts: list[Part] = []
+        self._areas: list[float] = []
+        self._parent: list[int] = []
+        self._cells: dict[tuple[int, int], list[int]] = {}
+        self._prompts: dict[int, int] = {}  # prompt index -> its first part
+        self._ships = 0
+
+    def __len__(self) -> int:
+        return self._ships
+
+    def add(self, parts) -> None:
+        for part in parts:
+            self._add(part)
+
+    def _add(self, part: Part) -> None:
+        j = len(self._parts)
+        self._parts.append(part)
+        self._areas.append(part.geometry.area)
+        self._parent.append(j)
+        self._ships += 1
+        if part.prompt >= 0:
+            self._union(self._prompts.setdefault(part.prompt, j), j)
+            return
+        x0, y0, x1, y1 = part.geometry.bounds
+        keys = self._keys(x0, y0, x1, y1)
+        d = self.pixel_size
+        near = sorted({i for k in self._keys(x0 - d, y0 - d, x1 + d, y1 + d) for i in self._cells.get(k, ())})
+        if near:
+            geoms = np.array([self._parts[i].geometry for i in near], dtype=object)
+            for i in np.asarray(near)[shapely.dwithin(geoms, part.geometry, d)].tolist():
+                if self._same(i, j):
+                    self._union(i, j)
+        for k in keys:
+            self._cells.setdefault(k, []).append(j)
+
+    def _keys(self, x0, y0, x1, y1):
+        c = self._cell
+        cols, rows = range(int(x0 // c), int(x1 // c) + 1), range(int(y0 // c), int(y1 // c) + 1)
+        return [(gx, gy) for gx in cols for gy in rows]
+
+    def _same(self, i: int, j: int) -> bool:
+        """Parts ``i`` and ``j`` lie within ``pixel_size`` of each other; are they one ship?"""
+        a, b = self._parts[i], self._parts[j]
+        if a.truncated and b.truncated:
+            return True
+        inter = shapely.intersection(a.geometry, b.geometry).area
+        union = self._areas[i] + self._areas[j] - inter
+        return (union > 0 and inter / union > self.overlap) or \
+            inter / max(min(self._areas[i], self._areas[j]), 1e-12) > self.overlap
+
+    def _root(self, i: int) -> int:
+        parent = self._parent
         while parent[i] != i:
             parent[i] = parent[parent[i]]
             i = parent[i]
         return i
 
-    left, right = shapely.STRtree(geoms).query(geoms, predicate="dwithin", distance=pixel_size)
-    for i, j in zip(left.tolist(), right.tolist()):
-        if i >= j or parts[i].prompt >= 0 or parts[j].prompt >= 0:
-            continue
-        inter = shapely.intersection(geoms[i], geoms[j]).area
-        union = areas[i] + areas[j] - inter
-        same = (inter / union > overlap if union > 0 else False) or inter / max(min(areas[i], areas[j]), 1e-12) > overlap
-        same = same or (parts[i].truncated and parts[j].truncated)  # dwithin already says they touch
-        if same:
-            parent[root(i)] = root(j)
-    groups: dict[int, list[int]] = {}
-    for i in range(len(parts)):
-        groups.setdefault(root(i), []).append(i)
-    merged = []
-    for members in groups.values():
+    def _union(self, i: int, j: int) -> None:
+        ri, rj = self._root(i), self._root(j)
+        if ri != rj:
+            self._parent[ri] = rj
+            self._ships -= 1
+
+    def ships(self) -> list[Part]:
+        """One Part per ship, sorted as ``stable_order`` sorts them."""
+        groups: dict[int, list[int]] = {}
+        for i in range(len(self._parts)):
+            groups.setdefault(self._root(i), []).append(i)
+        merged = [self._merge([self._parts[k] for k in members]) for members in groups.values()]
+        return [merged[k] for k in stable_order([m.geometry for m in merged], self.pixel_size)]
+
+    def _merge(self, members: list[Part]) -> Part:
         if len(members) == 1:
-            merged.append(parts[members[0]])
-            continue
-        geom = shapely.union_all(geoms[members])
+            return members[0]
+        geom = shapely.union_all([m.geometry for m in members])
         if geom.geom_type != "Polygon":
-            geom = geom.buffer(pixel_size / 2, join_style="mitre").buffer(-pixel_size / 2, join_style="mitre")
-        merged.append(Part(largest_polygon(geom), max(parts[k].score for k in members),
-                           any(parts[k].truncated for k in members), min(parts[k].prompt for k in members)))
-    return [merged[k] for k in stable_order([m.geometry for m in merged], pixel_size)]
+            half = self.pixel_size / 2
+            geom = geom.buffer(half, join_style="mitre").buffer(-half, join_style="mitre")
+        return Part(largest_polygon(geom), max(m.score for m in members), any(m.truncated for m in members),
+                    min(m.prompt for m in members))
 
 
 def stable_order(geoms, pixel_size: float) -> list[int]:
