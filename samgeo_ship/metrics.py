@@ -101,6 +101,61 @@ def match(pred: Sequence, truth: Sequence, iou_threshold: float = IOU_THRESHOLD)
     return out
 
 
+def pool(matchings: Sequence[Matching]) -> Matching:
+    """One Matching over several scenes: predictions and truths are numbered on, scene after scene, so the pooled
+    precision, recall, F1 and matched IoU count every ship once (not a mean of per-scene scores)."""
+    out = Matching(sum(m.n_pred for m in matchings), sum(m.n_truth for m in matchings))
+    n_pred = n_truth = 0
+    for m in matchings:
+        out.pairs.extend((i + n_pred, j + n_truth, iou) for i, j, iou in m.pairs)
+        n_pred, n_truth = n_pred + m.n_pred, n_truth + m.n_truth
+    out.pairs.sort(key=lambda p: (-p[2], p[0], p[1]))
+    return out
+
+
+def found(matching: Matching) -> np.ndarray:
+    """(n_truth,) bool: which truth ships were matched."""
+    hit = np.zeros(matching.n_truth, bool)
+    hit[[j for _, j, _ in matching.pairs]] = True
+    return hit
+
+
+def recall_by_group(matching: Matching, groups, order: Sequence[str]) -> dict[str, dict]:
+    """Recall within each group of truth ships. ``groups``: one label per truth ship; ``order``: the labels to
+    report (a label without ships gets recall None). Returns {label: {"ships", "found", "recall"}}."""
+    groups, hit = np.asarray(groups, dtype=object), found(matching)
+    out = {}
+    for label in order:
+        members = groups == label
+        n, k = int(members.sum()), int(hit[members].sum())
+        out[label] = {"ships": n, "found": k, "recall": k / n if n else None}
+    return out
+
+
+SMALL_BELOW_PX, LARGE_ABOVE_PX = 100, 400
+SIZE_CLASSES = ("small", "medium", "large")
+
+
+def size_class(area_px) -> np.ndarray:
+    """Per ship area in scene pixels: "small" (< 100 px), "medium" (100-400 px, both ends included) or "large"
+    (> 400 px)."""
+    a = np.asarray(area_px, float)
+    return np.where(a < SMALL_BELOW_PX, "small", np.where(a > LARGE_ABOVE_PX, "large", "medium")).astype(object)
+
+
+def threshold_sweep(pred: Sequence, scores, truth: Sequence, thresholds: Sequence[float],
+                    iou_threshold: float = IOU_THRESHOLD) -> list[tuple[float, Matching]]:
+    """The matching of the predictions scored >= t, for each detection score threshold t."""
+    pred, scores = np.asarray(list(pred), dtype=object), np.asarray(scores, float)
+    return [(float(t), match(pred[scores >= t], truth, iou_threshold)) for t in thresholds]
+
+
+def best_threshold(sweep: list[tuple[float, Matching]]) -> tuple[float, Matching]:
+    """The (threshold, matching) of a sweep with the highest F1; on a tie, the highest threshold (as good, with
+    fewer detections: a model that finds nothing at any threshold gets the strictest)."""
+    return max(sweep, key=lambda tm: (tm[1].f1, tm[0]))
+
+
 def heading_difference_deg(a, b) -> np.ndarray:
     """Absolute difference of axial headings (degrees, modulo 180): 179 vs 1 is 2 degrees apart."""
     d = np.abs(np.asarray(a, float) - np.asarray(b, float)) % 180.0
@@ -113,12 +168,21 @@ def matched_errors(matching: Matching, pred_length_m, truth_length_m, pred_headi
     over the matched pairs; None where there is no pair."""
     if not matching.pairs:
         return {"median_length_error": None, "median_heading_error_deg": None}
-    i = np.array([p for p, _, _ in matching.pairs])
-    j = np.array([t for _, t, _ in matching.pairs])
-    pl, tl = np.asarray(pred_length_m, float)[i], np.asarray(truth_length_m, float)[j]
+    i, j = _pair_indices(matching)
     ph, th = np.asarray(pred_heading_deg, float)[i], np.asarray(truth_heading_deg, float)[j]
-    return {"median_length_error": float(np.median(np.abs(pl - tl) / tl)),
+    return {"median_length_error": float(np.median(length_errors(matching, pred_length_m, truth_length_m))),
             "median_heading_error_deg": float(np.median(heading_difference_deg(ph, th)))}
+
+
+def length_errors(matching: Matching, pred_length_m, truth_length_m) -> np.ndarray:
+    """Relative length error |pred - truth| / truth of each matched pair, in the order of ``matching.pairs``."""
+    i, j = _pair_indices(matching)
+    pl, tl = np.asarray(pred_length_m, float)[i], np.asarray(truth_length_m, float)[j]
+    return np.abs(pl - tl) / tl
+
+
+def _pair_indices(matching: Matching) -> tuple[np.ndarray, np.ndarray]:
+    return (np.array([p for p, _, _ in matching.pairs], int), np.array([t for _, t, _ in matching.pairs], int))
 
 
 def box_baseline_iou(geometry, transform: Affine) -> float:

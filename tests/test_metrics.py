@@ -4,8 +4,9 @@ import shapely
 from affine import Affine
 from shapely import affinity
 
-from samgeo_ship.metrics import (box_baseline_iou, heading_difference_deg, mask_iou, match, matched_errors,
-                                 polygon_iou)
+from samgeo_ship.metrics import (best_threshold, box_baseline_iou, heading_difference_deg, length_errors, mask_iou,
+                                 match, matched_errors, polygon_iou, pool, recall_by_group, size_class,
+                                 threshold_sweep)
 
 
 def sq(x, y, size=10.0):
@@ -70,3 +71,38 @@ def test_mask_iou_and_box_baseline():
     assert box_baseline_iou(diamond, t) == pytest.approx(0.5, abs=0.05)
     ship = affinity.rotate(shapely.box(500_000, 4_799_000, 500_200, 4_799_030), 45)  # long thin hull at 45 deg
     assert box_baseline_iou(ship, t) < 0.35
+
+
+def test_pool_counts_every_ship_once_across_scenes():
+    a = match([sq(0, 0), sq(50, 50)], [sq(0, 0)])  # 1 TP, 1 FP
+    b = match([sq(0, 0)], [sq(0, 0), sq(100, 0), sq(200, 0)])  # 1 TP, 2 FN
+    m = pool([a, b])
+    assert (m.n_pred, m.n_truth, m.tp, m.fp, m.fn) == (3, 4, 2, 1, 2)
+    assert sorted(j for _, j, _ in m.pairs) == [0, 1]  # b's truth 0 is truth 1 of the pool
+    assert m.precision == pytest.approx(2 / 3) and m.recall == pytest.approx(0.5)
+    assert pool([]).f1 == 1.0
+
+
+def test_recall_by_group_and_size_classes():
+    assert list(size_class([10, 99.9, 100, 400, 400.5])) == ["small", "small", "medium", "medium", "large"]
+    m = match([sq(0, 0)], [sq(0, 0), sq(100, 0), sq(200, 0)])
+    r = recall_by_group(m, ["a", "a", "b"], ["a", "b", "c"])
+    assert r["a"] == {"ships": 2, "found": 1, "recall": 0.5}
+    assert r["b"] == {"ships": 1, "found": 0, "recall": 0.0}
+    assert r["c"] == {"ships": 0, "found": 0, "recall": None}
+
+
+def test_threshold_sweep_keeps_the_best_f1_highest_threshold_on_ties():
+    truth = [sq(0, 0), sq(100, 0)]
+    pred = [sq(0, 0), sq(100, 0), sq(300, 0)]
+    sweep = threshold_sweep(pred, [0.9, 0.4, 0.2], truth, [0.1, 0.3, 0.35, 0.5, 0.95])
+    assert [m.tp for _, m in sweep] == [2, 2, 2, 1, 0]
+    t, m = best_threshold(sweep)
+    assert (t, m.f1) == (0.35, 1.0)
+    assert best_threshold(threshold_sweep([sq(300, 0)], [0.9], truth, [0.1, 0.5]))[0] == 0.5
+
+
+def test_length_errors_per_pair():
+    m = match([sq(0, 0), sq(100, 0)], [sq(100, 0), sq(0, 0)])
+    assert sorted(length_errors(m, [110, 90], [100, 100])) == pytest.approx([0.1, 0.1])
+    assert length_errors(match([], []), [], []).size == 0

@@ -60,11 +60,34 @@ class Evaluation:
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
+@dataclass
+class SceneScore:
+    """An Evaluation and the ship-by-ship measurements behind it, to pool scores over scenes or break recall down
+    by group: ``truth`` (ship_id, area_px, geometry) and ``pred`` (the detections) in the scene CRS, their
+    ``matching``, per truth ship ``box_prompt_iou`` and ``box_baseline_iou``, and per matched pair
+    ``length_error`` (relative)."""
+
+    evaluation: Evaluation
+    truth: gpd.GeoDataFrame
+    pred: gpd.GeoDataFrame
+    matching: metrics.Matching
+    box_prompt_iou: list
+    box_baseline_iou: list
+    length_error: np.ndarray
+
+
 def evaluate_scene(model, scene_path, truth_path, bands=None, batch_size: int = 4, device: str = "auto",
                    progress=None, figure=None, iou_threshold: float = metrics.IOU_THRESHOLD) -> Evaluation:
     """Run detection on ``scene_path`` and score it against the polygons in ``truth_path`` (any vector format or
     COCO JSON that ``load_labels`` reads). ``model``: bundle path or (ShipSam, BundleCard), loaded once for both
     runs. ``figure``: optional PNG path for the scene with truth (green) and predictions (magenta) outlined."""
+    return score_scene(model, scene_path, truth_path, bands, batch_size, device, progress, figure,
+                       iou_threshold).evaluation
+
+
+def score_scene(model, scene_path, truth_path, bands=None, batch_size: int = 4, device: str = "auto",
+                progress=None, figure=None, iou_threshold: float = metrics.IOU_THRESHOLD) -> SceneScore:
+    """``evaluate_scene`` with the per-ship measurements kept (see SceneScore)."""
     dev = resolve_device(device)
     net, card, name = load_model(model, dev)
     loaded = (net, card)
@@ -82,18 +105,21 @@ def evaluate_scene(model, scene_path, truth_path, bands=None, batch_size: int = 
         with open_scene(scene_path, card, bands) as scene:
             render_preview(scene, [(truth.geometry.values, TRUTH_COLOUR), (pred.geometry.values, SHIP_COLOUR)],
                            figure)
-    return Evaluation(scene=scene.name, model=name if isinstance(model, tuple) else str(model),
-                      truth_ships=len(truth), predicted_ships=len(pred), iou_threshold=iou_threshold,
-                      tp=matching.tp, fp=matching.fp, fn=matching.fn, precision=matching.precision,
-                      recall=matching.recall, f1=matching.f1, matched_mean_iou=matching.mean_iou,
-                      box_prompt_mean_iou=box_iou, box_baseline_mean_iou=baseline, **errors)
+    evaluation = Evaluation(
+        scene=scene.name, model=name if isinstance(model, tuple) else str(model), truth_ships=len(truth),
+        predicted_ships=len(pred), iou_threshold=iou_threshold, tp=matching.tp, fp=matching.fp, fn=matching.fn,
+        precision=matching.precision, recall=matching.recall, f1=matching.f1, matched_mean_iou=matching.mean_iou,
+        box_prompt_mean_iou=metrics.mean_or_none(box_iou), box_baseline_mean_iou=metrics.mean_or_none(baseline),
+        **errors)
+    return SceneScore(evaluation, truth, pred, matching, box_iou, baseline,
+                      metrics.length_errors(matching, pred["length_m"].to_numpy(), t["length_m"]))
 
 
 def _box_prompts(scene_path, loaded, truth: gpd.GeoDataFrame, transform, bounds, run):
-    """Each truth ship's bounding box (clipped to the scene) as a user box prompt; the IoU of the mask it gives with
-    the truth polygon (0 when no mask came back), and the IoU the filled box itself would score."""
+    """Each truth ship's bounding box (clipped to the scene) as a user box prompt; per ship, the IoU of the mask it
+    gives with the truth polygon (0 when no mask came back), and the IoU the filled box itself would score."""
     if len(truth) == 0:
-        return None, None
+        return [], []
     b = truth.geometry.bounds.to_numpy().copy()
     b[:, [0, 2]] = np.clip(b[:, [0, 2]], bounds.left, bounds.right)
     b[:, [1, 3]] = np.clip(b[:, [1, 3]], bounds.bottom, bounds.top)
@@ -102,4 +128,4 @@ def _box_prompts(scene_path, loaded, truth: gpd.GeoDataFrame, transform, bounds,
     truth_geoms = truth.geometry.values
     ious = [metrics.polygon_iou(by_prompt.get(i), g) for i, g in enumerate(truth_geoms)]
     baseline = [metrics.box_baseline_iou(g, transform) for g in truth_geoms]
-    return metrics.mean_or_none(ious), metrics.mean_or_none(baseline)
+    return ious, baseline
