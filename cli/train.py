@@ -56,7 +56,8 @@ def train(ctx, datasets, output, model_type, encoder, epochs, batch_size, lr, va
                          augment=not no_augment, lora_rank=lora_rank, lora_alpha=lora_alpha,
                          base_checkpoint=base_checkpoint, cache_dir=cache_dir, negatives=negatives, init=init_model,
                          threads=threads, box_prior=box_prior)
-    for line in dataset_advice(config, datasets, validation_given=bool(val_datasets)):
+    # A resumed run was advised when it started (and a failed resume must say one line: its error).
+    for line in ([] if resume else dataset_advice(config, datasets, validation_given=bool(val_datasets))):
         click.echo(f"Warning: {line}", err=True)
     bar = None
 
