@@ -39,8 +39,9 @@ from samgeo_ship.training.modes import MODES
               help="Start from this model bundle's weights (e.g. the default model) instead of the base.")
 @click.option("--negatives", default=1.0, show_default=True, type=click.FloatRange(0, 1),
               help="Share of the tiles without ships drawn each epoch (they train the prompter to stay quiet).")
-@click.option("--box-prior", default=3.0, show_default=True, type=click.FloatRange(min=0),
-              help="Logit of the filled prompt box added to the decoder's masks (0: plain SAM decoder).")
+@click.option("--box-prior", default=None, type=click.FloatRange(min=0),
+              help="Logit of the filled prompt box added to the decoder's masks (0: plain SAM decoder) "
+                   "[3; with --init, that model's own].")
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="CPU threads [all cores].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context

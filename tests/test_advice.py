@@ -53,6 +53,7 @@ def test_train_from_a_base_with_a_frozen_encoder_on_one_scene(tmp_path):
     card = read_card(out)
     assert card.encoder_mode == "frozen" and "image_encoder" not in card.trained
     assert set(card.trained) == {"mask_decoder", "prompt_encoder", "prompter"}
+    assert card.box_prior == read_card(DEFAULT_MODEL).box_prior  # the base's decoder was trained with its own
     with safe_open(str(out), framework="pt") as new, safe_open(str(DEFAULT_MODEL), framework="pt") as old:
         encoder = [k for k in old.keys() if k.startswith("sam.image_encoder.")]
         assert encoder and all(new.get_tensor(k).equal(old.get_tensor(k)) for k in encoder)

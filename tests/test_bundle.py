@@ -14,6 +14,7 @@ from cli.main import cli
 from samgeo_ship.errors import ShipsegError
 from samgeo_ship.models.bundle import load_bundle
 from samgeo_ship.training import TrainConfig, train
+from samgeo_ship.training.trainer import DEFAULT_BOX_PRIOR
 from samgeo_ship.training.data import load_sample, open_datasets, split_tiles
 
 from test_training import FAST, ship_dataset
@@ -51,7 +52,7 @@ def test_a_fresh_process_predicts_exactly_the_same_masks(tmp_path, bundle):
     index, refs = _tile_with_ships(dataset)
     model, card = load_bundle(path)
     assert card.lora["rank"] == 8 and "image_encoder.lora" in card.trained
-    assert card.box_prior == model.box_prior == TrainConfig().box_prior > 0
+    assert card.box_prior == model.box_prior == DEFAULT_BOX_PRIOR > 0
     sample = load_sample(refs[index], model.img_size)
     with torch.no_grad():
         here, _ = model.decode(model.encode(sample.image[None])[0], boxes=sample.boxes)

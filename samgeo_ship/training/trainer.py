@@ -30,6 +30,9 @@ from samgeo_ship.training.modes import configure, default_mode, load_base, load_
 from samgeo_ship.training.prompts import PromptRecipe, sample_prompts
 
 
+DEFAULT_BOX_PRIOR = 3.0
+
+
 @dataclass
 class TrainConfig:
     """Everything that shapes a training run (the card's recipe records it).
@@ -42,7 +45,8 @@ class TrainConfig:
     init: a shipseg bundle to start from (its weights, prompter included) instead of the base checkpoint.
     negatives: share of the tiles without ships drawn each epoch (a fresh draw per epoch); most tiles of a
         harbour scene are open water, and all of them every epoch would spend most steps on the prompter alone.
-    box_prior: ShipSam.box_prior, the logit of the filled prompt box added to the decoder's masks (0 = none).
+    box_prior: ShipSam.box_prior, the logit of the filled prompt box added to the decoder's masks (0 = none);
+        None = DEFAULT_BOX_PRIOR, or with ``init`` that bundle's own (its decoder was trained with it).
     threads: torch CPU threads; None = every core this process may use (on a machine shared with other busy
         processes fewer threads can be much faster: spinning OpenMP threads wait on each other)."""
 
@@ -68,7 +72,7 @@ class TrainConfig:
     negatives: float = 1.0
     init: str | None = None
     threads: int | None = None
-    box_prior: float = 3.0
+    box_prior: float | None = None
 
 
 @dataclass
@@ -190,7 +194,8 @@ def train(datasets, output, config: TrainConfig | None = None, val_datasets=(), 
         config = dataclasses.replace(config, model_type=model_type)
     else:
         model, base = load_base(config.model_type, config.base_checkpoint)
-    model.box_prior = config.box_prior
+    if config.box_prior is not None or not config.init:
+        model.box_prior = DEFAULT_BOX_PRIOR if config.box_prior is None else config.box_prior
     mode = config.encoder or default_mode(config.model_type)
     plan = configure(model, mode, base.official, config.lora_rank, config.lora_alpha)
     model.to(device)
