@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import nms
 
-from samgeo_ship.models.shipsam import model_input
+from samgeo_ship.models.shipsam import mask_boxes, model_input
 
 MASK_CHUNK = 32  # prompts decoded at once: bounds the (N, T, T) logits of a crowded tile
 
@@ -130,13 +130,8 @@ class TilePredictor:
         to the same mask (which the merge then removes). A box whose mask is empty stays as it was."""
         with self._autocast():
             logits, _ = self.model.decode(embedding, boxes=boxes)
-        found = logits.float() > self.mask_logit
-        refined = boxes.clone()
-        rows, cols = found.any(2), found.any(1)
-        for k in torch.nonzero(rows.any(1)).flatten().tolist():
-            ys, xs = torch.nonzero(rows[k]).flatten(), torch.nonzero(cols[k]).flatten()
-            refined[k] = torch.stack([xs[0], ys[0], xs[-1] + 1, ys[-1] + 1]).to(boxes.dtype)
-        return refined
+        refined, found = mask_boxes(logits.float() > self.mask_logit)
+        return torch.where(found[:, None], refined.to(boxes.dtype), boxes)
 
     def _decode_user(self, embedding, T: int, prompts: TilePrompts | None) -> list[TileDetection]:
         if prompts is None or len(prompts) == 0:

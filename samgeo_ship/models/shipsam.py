@@ -34,6 +34,19 @@ def filled_boxes(boxes: torch.Tensor, size: int) -> torch.Tensor:
     return rows[:, :, None] & cols[:, None, :]
 
 
+def mask_boxes(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, H, W) bool masks -> (N, 4) float ``x0, y0, x1, y1`` boxes of their pixels (edge coordinates, exclusive
+    max) and (N,) bool: the mask is not empty (an empty mask's box is meaningless)."""
+    rows, cols = masks.any(2), masks.any(1)
+    r = torch.arange(masks.shape[-2], device=masks.device)
+    c = torch.arange(masks.shape[-1], device=masks.device)
+    x0 = torch.where(cols, c, masks.shape[-1]).amin(1)
+    x1 = torch.where(cols, c + 1, 0).amax(1)
+    y0 = torch.where(rows, r, masks.shape[-2]).amin(1)
+    y1 = torch.where(rows, r + 1, 0).amax(1)
+    return torch.stack([x0, y0, x1, y1], dim=1).float(), rows.any(1)
+
+
 class ShipSam(nn.Module):
     """``sam`` (segment_anything's Sam) and ``prompter`` (ship proposals on its image embeddings).
 

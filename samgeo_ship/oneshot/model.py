@@ -16,7 +16,7 @@ from torch import nn
 
 from samgeo_ship.models.prompter import Proposals
 from samgeo_ship.models.registry import SamConfig, build_sam
-from samgeo_ship.models.shipsam import ShipSam, filled_boxes
+from samgeo_ship.models.shipsam import ShipSam, filled_boxes, mask_boxes
 from samgeo_ship.oneshot.propose import cell_centres, find_peaks, least_similar, mask_cells, select, similarity_map
 
 REFINE_PASSES = 1  # in the proposer; the predictor's decode (box + points + mask prompt) is one more
@@ -143,14 +143,8 @@ def low_res_boxes(low: torch.Tensor, img_size: int, fallback: torch.Tensor) -> t
     pixels; an empty mask gets a box of one embedding cell around its ``fallback`` (N, 2) point."""
     masks = low[:, 0] > 0
     scale = img_size / masks.shape[-1]
-    rows, cols = masks.any(2), masks.any(1)
-    r = torch.arange(masks.shape[-2], device=low.device)
-    c = torch.arange(masks.shape[-1], device=low.device)
-    x0 = torch.where(cols, c, masks.shape[-1]).amin(1)
-    x1 = torch.where(cols, c + 1, 0).amax(1)
-    y0 = torch.where(rows, r, masks.shape[-2]).amin(1)
-    y1 = torch.where(rows, r + 1, 0).amax(1)
-    boxes = torch.stack([x0, y0, x1, y1], dim=1).float() * scale
+    boxes, found = mask_boxes(masks)
+    boxes = boxes * scale
     half = 2 * scale  # half an embedding cell: the low-resolution mask has 4 x 4 cells per embedding cell
     around = torch.cat([fallback - half, fallback + half], dim=1).float()
-    return torch.where(masks.flatten(1).any(1)[:, None], boxes, around)
+    return torch.where(found[:, None], boxes, around)
