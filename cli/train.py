@@ -4,9 +4,11 @@ import click
 from tqdm import tqdm
 
 from samgeo_ship.models.registry import CONFIGS
+from samgeo_ship.models.shipsam import PROMPTER_PIXELS
 from samgeo_ship.training import TrainConfig, train as run_training
 from samgeo_ship.training.advice import dataset_advice
 from samgeo_ship.training.modes import MODES
+from samgeo_ship.training.prompts import PromptRecipe
 
 
 @click.command("train")
@@ -24,7 +26,7 @@ from samgeo_ship.training.modes import MODES
 @click.option("--val", "val_datasets", multiple=True, type=click.Path(),
               help="Validate on this dataset instead (repeat for several); overrides --val-fraction.")
 @click.option("--patience", default=5, show_default=True, type=click.IntRange(min=1),
-              help="Stop after this many epochs without a better validation mask IoU.")
+              help="Stop after this many epochs without a better validation score (mask IoU + prompter F1).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--resume", is_flag=True, help="Continue from OUTPUT's checkpoint (MODEL.ckpt.safetensors).")
@@ -42,12 +44,19 @@ from samgeo_ship.training.modes import MODES
 @click.option("--box-prior", default=None, type=click.FloatRange(min=0),
               help="Logit of the filled prompt box added to the decoder's masks (0: plain SAM decoder) "
                    "[3; with --init, that model's own].")
+@click.option("--negative-boxes", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Box prompts on no ship per tile and step, trained to give an empty mask (the prompter's false "
+                   "proposals first); detection then drops false alarms. 0: none.")
+@click.option("--prompter-pixels", default=PROMPTER_PIXELS, show_default=True, type=click.IntRange(min=0),
+              help="Channels of the prompter's convolutional branch on the input pixels (0: embeddings only).")
+@click.option("--max-minutes", default=None, type=click.FloatRange(min=0, min_open=True),
+              help="Stop after the first epoch that ends past this many minutes; the best epoch is kept.")
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="CPU threads [all cores].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def train(ctx, datasets, output, model_type, encoder, epochs, batch_size, lr, val_fraction, val_datasets, patience,
           seed, device, resume, base_checkpoint, cache_dir, no_augment, lora_rank, lora_alpha, init_model, negatives,
-          box_prior, threads, quiet):
+          box_prior, negative_boxes, prompter_pixels, max_minutes, threads, quiet):
     """Fine-tune SAM and its ship prompter on DATASETS (directories made by shipseg prepare).
 
     Example: shipseg train harbour_ds/ -o ships.safetensors --model-type vit_b --epochs 30
@@ -56,7 +65,8 @@ def train(ctx, datasets, output, model_type, encoder, epochs, batch_size, lr, va
                          val_fraction=val_fraction, patience=patience, seed=seed, device=device,
                          augment=not no_augment, lora_rank=lora_rank, lora_alpha=lora_alpha,
                          base_checkpoint=base_checkpoint, cache_dir=cache_dir, negatives=negatives, init=init_model,
-                         threads=threads, box_prior=box_prior)
+                         threads=threads, box_prior=box_prior, max_minutes=max_minutes,
+                         prompts=PromptRecipe(negative_boxes=negative_boxes), prompter_pixels=prompter_pixels)
     # A resumed run was advised when it started (and a failed resume must say one line: its error).
     for line in ([] if resume else dataset_advice(config, datasets, validation_given=bool(val_datasets))):
         click.echo(f"Warning: {line}", err=True)
@@ -76,7 +86,8 @@ def train(ctx, datasets, output, model_type, encoder, epochs, batch_size, lr, va
     def on_epoch(record):
         if not quiet and "mask_iou" in record:
             tqdm.write(f"epoch {record['epoch']}: loss {record['loss']:.3f}, val mask IoU {record['mask_iou']:.3f} "
-                       f"(filled box {record['box_baseline_iou']:.3f}), {record['encoded']} tiles encoded")
+                       f"(filled box {record['box_baseline_iou']:.3f}), prompter F1 {record['centre_f1']:.3f}, "
+                       f"{record['encoded']} tiles encoded, {record['seconds']:.0f} s")
 
     try:
         result = run_training(list(datasets), output, config, val_datasets=list(val_datasets), resume=resume,

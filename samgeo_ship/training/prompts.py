@@ -17,13 +17,20 @@ class PromptRecipe:
     box_and_points: probability that a tile's boxes come with one positive point (and maybe a negative one).
     points_only: probability of points without boxes (the one-click case).
     negative: probability, given points, of adding a negative point outside the ship but inside its box.
-    max_instances: at most this many ships per tile per step (a random subset), for speed."""
+    max_instances: at most this many ships per tile per step (a random subset), for speed.
+    negative_boxes: at most this many box prompts per tile on no ship, whose target is an empty mask: the
+        prompter's own false proposals of the step (quays, breakwaters, wakes), topped up with ship-sized boxes
+        at random places that touch no ship. Detection drops empty masks, so a decoder that learns to answer a
+        box on no ship with nothing removes the prompter's false alarms (with a box prior it would otherwise
+        return the filled box). Off by default: on sen2ships it taught the decoder to empty faint real ships.
+        """
 
     jitter: float = 0.1
     box_and_points: float = 0.2
     points_only: float = 0.1
     negative: float = 0.5
     max_instances: int = 16
+    negative_boxes: int = 0
 
 
 @dataclass
@@ -99,3 +106,36 @@ def sample_prompts(masks: torch.Tensor, boxes: torch.Tensor, recipe: PromptRecip
     jittered = jitter_boxes(boxes, recipe.jitter, size, rng)
     points = sample_points(masks, boxes, recipe.negative, rng) if use_points else None
     return Prompts(index, jittered if use_boxes else None, points)
+
+
+def _clear_of(boxes: torch.Tensor, ships: torch.Tensor, margin: float) -> torch.Tensor:
+    """(N,) bool: each of ``boxes`` (N, 4) keeps at least ``margin`` pixels from every ship box (M, 4)."""
+    if len(ships) == 0 or len(boxes) == 0:
+        return torch.ones(len(boxes), dtype=torch.bool)
+    grown = torch.cat([ships[:, :2] - margin, ships[:, 2:] + margin], dim=1)
+    apart = ((boxes[:, None, 2] <= grown[None, :, 0]) | (boxes[:, None, 0] >= grown[None, :, 2])
+             | (boxes[:, None, 3] <= grown[None, :, 1]) | (boxes[:, None, 1] >= grown[None, :, 3]))
+    return apart.all(1)
+
+
+def negative_boxes(proposals: torch.Tensor, ships: torch.Tensor, count: int, size: int,
+                   rng: np.random.Generator, margin: float = 2.0) -> torch.Tensor:
+    """Up to ``count`` (K, 4) box prompts on no ship of one image (input pixels, S = ``size``): first the
+    ``proposals`` (the prompter's boxes, best first) that keep ``margin`` px clear of every ``ships`` box, then
+    random boxes of the tile's ship sizes (or 4-40 px where it has none), also clear of every ship."""
+    if count <= 0:
+        return torch.zeros((0, 4))
+    picked = proposals[_clear_of(proposals, ships, margin)][:count].float().clamp(0, size)
+    picked = picked[(picked[:, 2] - picked[:, 0] >= 1) & (picked[:, 3] - picked[:, 1] >= 1)]
+    missing = count - len(picked)
+    if missing > 0:
+        n = 4 * missing
+        if len(ships):
+            wh = (ships[:, 2:] - ships[:, :2])[torch.from_numpy(rng.integers(0, len(ships), n))]
+        else:
+            wh = torch.from_numpy(rng.uniform(4, 40, (n, 2)).astype(np.float32))
+        wh = wh.clamp(min=2, max=size / 2)
+        xy = torch.from_numpy(rng.uniform(0, 1, (n, 2)).astype(np.float32)) * (size - wh)
+        random = torch.cat([xy, xy + wh], dim=1)
+        picked = torch.cat([picked, random[_clear_of(random, ships, margin)][:missing]])
+    return picked

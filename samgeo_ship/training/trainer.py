@@ -1,7 +1,7 @@
 """The training loop: prepared datasets + a SAM base -> a fine-tuned ShipSam bundle with a full card.
 
-AdamW with linear warmup then cosine decay; validation each epoch; early stopping on validation mask IoU,
-keeping the best weights; a resumable checkpoint after each epoch; deterministic for a given seed."""
+AdamW with linear warmup then cosine decay; validation each epoch; early stopping on the validation score
+(``selection_score``: box-prompted mask IoU plus the prompter's centre-detection F1), keeping the best weights; a resumable checkpoint after each epoch; deterministic for a given seed."""
 
 from __future__ import annotations
 
@@ -19,18 +19,22 @@ import torch
 
 from samgeo_ship.errors import ShipsegError, fail
 from samgeo_ship.models.bundle import BundleCard, is_stored, save_bundle
+from samgeo_ship.models.shipsam import PROMPTER_PIXELS
 from samgeo_ship.models.prompter import prompter_loss, prompter_targets
 from samgeo_ship.training import checkpoint as ckpt
 from samgeo_ship.training.augment import VARIANTS
 from samgeo_ship.training.cache import EmbeddingCache, default_cache_dir, embedding_key, encoder_sha256
 from samgeo_ship.training.data import Sample, load_sample, open_datasets, split_tiles
-from samgeo_ship.training.evaluate import validate
+from samgeo_ship.training.evaluate import NMS_IOU, validate
 from samgeo_ship.training.losses import mask_loss
 from samgeo_ship.training.modes import configure, default_mode, load_base, load_init
-from samgeo_ship.training.prompts import PromptRecipe, sample_prompts
+from samgeo_ship.training.prompts import PromptRecipe, negative_boxes, sample_prompts
 
 
 DEFAULT_BOX_PRIOR = 3.0
+# Prompter proposals scored at least this are candidates for negative box prompts (a detection threshold is
+# chosen on validation from 0.1 up, so anything it could let through is covered).
+NEGATIVE_SCORE = 0.1
 
 
 @dataclass
@@ -40,7 +44,12 @@ class TrainConfig:
     encoder: "frozen", "lora", "full" or None (frozen for vit_b/l/h, full for sam_tiny/sam_small).
     lr: peak learning rate; None = 1e-4 from an official base, 1e-3 from random init.
     warmup: fraction of all steps with a linear warmup before the cosine decay.
-    patience: epochs without a better validation mask IoU before stopping.
+    patience: epochs without a better validation score (``selection_score``) before stopping.
+    prompter_pixels: channels of the prompter's pixel branch (models.prompter.Prompter; 0 = none). With ``init``,
+        the init bundle's prompter is kept as it is.
+    max_minutes: stop after the first epoch that ends past this many minutes of training (None: no limit); the
+        best epoch so far is kept and written as usual. The learning rate's cosine then follows the clock where
+        that is further along than the steps, so such a run is not bit-for-bit repeatable.
     use_cache: cache frozen-encoder embeddings on disk (cache_dir, default default_cache_dir()).
     init: a shipseg bundle to start from (its weights, prompter included) instead of the base checkpoint.
     negatives: share of the tiles without ships drawn each epoch (a fresh draw per epoch); most tiles of a
@@ -73,6 +82,8 @@ class TrainConfig:
     init: str | None = None
     threads: int | None = None
     box_prior: float | None = None
+    max_minutes: float | None = None
+    prompter_pixels: int = PROMPTER_PIXELS
 
 
 @dataclass
@@ -92,11 +103,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def lr_factor(step: int, total: int, warmup: int) -> float:
-    """Multiplier of the peak learning rate at ``step`` (0-based) of ``total``: linear warmup, then cosine to 0."""
+def lr_factor(step: int, total: int, warmup: int, elapsed: float = 0.0) -> float:
+    """Multiplier of the peak learning rate at ``step`` (0-based) of ``total``: linear warmup, then cosine to 0.
+    ``elapsed``: the share of a time budget spent; the cosine follows whichever is further along, so a run
+    stopped by its budget (TrainConfig.max_minutes) still ends with a decayed learning rate."""
     if step < warmup:
         return (step + 1) / warmup
-    progress = (step - warmup) / max(total - warmup, 1)
+    progress = max((step - warmup) / max(total - warmup, 1), elapsed)
     return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
@@ -134,26 +147,37 @@ class Encoder:
 
 def batch_loss(model, samples: list[Sample], emb: torch.Tensor, recipe: PromptRecipe, prompter_weight: float,
                rng: np.random.Generator) -> tuple[torch.Tensor, dict]:
-    """Mask + IoU-head loss over the ships of a batch and the prompter loss over all its tiles (negatives too)."""
+    """Mask + IoU-head loss over the ships of a batch, the same loss with an empty target over box prompts on no
+    ship (PromptRecipe.negative_boxes), and the prompter loss over all its tiles (shipless tiles too)."""
     device = emb.device
-    heat, geometry = model.prompt_maps(emb)
+    heat, geometry = model.prompt_maps(emb, torch.stack([s.image for s in samples]).to(device))
     stride = model.img_size / heat.shape[-1]
     targets = prompter_targets([s.boxes for s in samples], tuple(heat.shape[-2:]), stride)
     p_loss = prompter_loss(heat.float(), geometry.float(), *(t.to(device) for t in targets))
-    terms = []
+    proposals = (model.prompter.propose(heat.detach().float(), geometry.detach().float(), stride, NEGATIVE_SCORE,
+                                        max_ships=4 * recipe.negative_boxes)
+                 if recipe.negative_boxes else [None] * len(samples))
+    terms, empty = [], []
     for b, s in enumerate(samples):
-        if len(s.boxes) == 0:
-            continue
-        p = sample_prompts(s.masks, s.boxes, recipe, model.img_size, rng)
-        points = tuple(t.to(device) for t in p.points) if p.points is not None else None
-        boxes = p.boxes.to(device) if p.boxes is not None else None
-        logits, iou_pred = model.decode(emb[b], boxes=boxes, points=points)
-        terms.append(mask_loss(logits, iou_pred, s.masks[p.index].to(device)))
+        if len(s.boxes):
+            p = sample_prompts(s.masks, s.boxes, recipe, model.img_size, rng)
+            points = tuple(t.to(device) for t in p.points) if p.points is not None else None
+            boxes = p.boxes.to(device) if p.boxes is not None else None
+            logits, iou_pred = model.decode(emb[b], boxes=boxes, points=points)
+            terms.append(mask_loss(logits, iou_pred, s.masks[p.index].to(device)))
+        if proposals[b] is not None:
+            nothing = negative_boxes(proposals[b].boxes.cpu(), s.boxes, recipe.negative_boxes, model.img_size, rng)
+            if len(nothing):
+                logits, iou_pred = model.decode(emb[b], boxes=nothing.to(device))
+                empty.append(mask_loss(logits, iou_pred, torch.zeros_like(logits, dtype=torch.bool)))
     total = prompter_weight * p_loss
     stats = {"prompter": float(p_loss.detach())}
     if terms:
         total = total + torch.stack([t["total"] for t in terms]).mean()
         stats["iou"] = float(np.mean([float(t["iou"]) for t in terms]))
+    if empty:
+        total = total + torch.stack([t["total"] for t in empty]).mean()
+        stats["empty_iou"] = float(np.mean([float(t["iou"]) for t in empty]))
     stats["loss"] = float(total.detach())
     return total, stats
 
@@ -193,7 +217,7 @@ def train(datasets, output, config: TrainConfig | None = None, val_datasets=(), 
         model, base, model_type = load_init(config.init)
         config = dataclasses.replace(config, model_type=model_type)
     else:
-        model, base = load_base(config.model_type, config.base_checkpoint)
+        model, base = load_base(config.model_type, config.base_checkpoint, config.prompter_pixels)
     if config.box_prior is not None or not config.init:
         model.box_prior = DEFAULT_BOX_PRIOR if config.box_prior is None else config.box_prior
     mode = config.encoder or default_mode(config.model_type)
@@ -217,7 +241,7 @@ def train(datasets, output, config: TrainConfig | None = None, val_datasets=(), 
     stored = lambda: {k: v.detach().clone() for k, v in model.state_dict().items() if is_stored(k, plan.stored)}
     setup = {"model_type": config.model_type, "encoder": mode, "seed": config.seed, "batch_size": config.batch_size,
              "datasets": [str(d.path.resolve()) for d in train_sets + val_sets], "lora": plan.lora}
-    state = {"epoch": 0, "step": 0, "best_iou": -1.0, "best_epoch": 0, "bad_epochs": 0, "stopped": False,
+    state = {"epoch": 0, "step": 0, "best_score": -math.inf, "best_epoch": 0, "bad_epochs": 0, "stopped": False,
              "history": [], "setup": setup}
     best = None
     ckpt_path = ckpt.checkpoint_path(output)
@@ -228,6 +252,8 @@ def train(datasets, output, config: TrainConfig | None = None, val_datasets=(), 
     elif val_refs:
         state["history"].append({"epoch": 0, **_validate(model, val_refs, config.batch_size, encoder)})
 
+    run_started = time.perf_counter()
+    spent = lambda: (time.perf_counter() - run_started) / (60 * config.max_minutes) if config.max_minutes else 0.0
     for epoch in range(state["epoch"] + 1, config.epochs + 1):
         if state["stopped"]:
             break
@@ -240,7 +266,7 @@ def train(datasets, output, config: TrainConfig | None = None, val_datasets=(), 
         encoded_before, started, losses, ious = encoder.encoded, time.perf_counter(), [], []
         for step, samples in enumerate(_batches(train_refs, order, variants, config.batch_size, model.img_size)):
             for group in optimizer.param_groups:
-                group["lr"] = lr * lr_factor(state["step"], total_steps, warmup)
+                group["lr"] = lr * lr_factor(state["step"], total_steps, warmup, spent())
             with autocast():
                 emb = encoder(samples, grad=plan.mode != "frozen")
                 loss, stats = batch_loss(model, samples, emb, config.prompts, config.prompter_weight, rng)
@@ -260,12 +286,14 @@ def train(datasets, output, config: TrainConfig | None = None, val_datasets=(), 
             record.update(_validate(model, val_refs, config.batch_size, encoder))
         state["history"].append(record)
         state["epoch"] = epoch
-        score = record.get("mask_iou", -record["loss"])
-        if best is None or score > state["best_iou"] + 1e-6:
-            best, state["best_iou"], state["best_epoch"], state["bad_epochs"] = stored(), score, epoch, 0
+        score = selection_score(record)
+        if best is None or score > state["best_score"] + 1e-6:
+            best, state["best_score"], state["best_epoch"], state["bad_epochs"] = stored(), score, epoch, 0
         else:
             state["bad_epochs"] += 1
             state["stopped"] = bool(val_refs) and state["bad_epochs"] >= config.patience
+        if spent() >= 1:
+            state["stopped"] = True
         ckpt.save_state(ckpt_path, stored(), best, optimizer.state_dict(), state)
         if on_epoch:
             on_epoch(record)
@@ -275,6 +303,15 @@ def train(datasets, output, config: TrainConfig | None = None, val_datasets=(), 
     card = _card(train_sets, val_sets, train_refs, val_refs, config, recipe, base, plan, state)
     save_bundle(model.eval(), card, output)
     return TrainResult(output, card, state["history"])
+
+
+def selection_score(record: dict) -> float:
+    """What picks the best epoch: validation mask IoU with truth boxes as prompts plus the prompter's centre F1 (each
+    in [0, 1]). Detection needs both: by mask IoU alone, a run kept an epoch whose prompter had collapsed to no
+    proposals at all. Without validation tiles, minus the training loss."""
+    if record.get("mask_iou") is None or record["mask_iou"] != record["mask_iou"]:  # none, or NaN: no ships
+        return record.get("centre_f1", -record["loss"])
+    return record["mask_iou"] + record.get("centre_f1", 0.0)
 
 
 def _epoch_order(rng: np.random.Generator, positive: np.ndarray, negatives: float) -> np.ndarray:
@@ -327,7 +364,7 @@ def _card(train_sets, val_sets, train_refs, val_refs, config, recipe, base, plan
         model_type=config.model_type, bands=list(first["bands"]), pixel_size_m=_median_pixel_size(train_sets),
         tile_size=first["tile_size"], overlap=first.get("overlap", 0),
         normalisation={"method": "percentile", "percentiles": list(percentiles)},
-        thresholds={"score": best.get("score_threshold", 0.3), "mask_logit": 0.0, "nms_iou": 0.5},
+        thresholds={"score": best.get("score_threshold", 0.3), "mask_logit": 0.0, "nms_iou": NMS_IOU},
         base_model=base.name, base_sha256=base.sha256, trained=plan.trained, encoder_mode=plan.mode,
         stored=plan.stored, lora=plan.lora, validation=validation,
         training={
