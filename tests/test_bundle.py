@@ -12,7 +12,10 @@ from safetensors import safe_open
 
 from cli.main import cli
 from samgeo_ship.errors import ShipsegError
-from samgeo_ship.models.bundle import load_bundle
+from samgeo_ship.models.bundle import BundleCard, load_bundle, save_bundle
+from samgeo_ship.models.prompter import Prompter
+from samgeo_ship.models.registry import CONFIGS, build_sam
+from samgeo_ship.models.shipsam import PROMPTER_PIXELS, ShipSam
 from samgeo_ship.training import TrainConfig, train
 from samgeo_ship.training.trainer import DEFAULT_BOX_PRIOR
 from samgeo_ship.training.data import load_sample, open_datasets, split_tiles
@@ -22,14 +25,19 @@ from test_training import FAST, ship_dataset
 PREDICT = """
 import sys, numpy as np, torch
 torch.set_num_threads(1)
-from samgeo_ship.models.bundle import load_bundle
+from samgeo_ship.models.bundle import BundleCard, load_bundle, save_bundle
+from samgeo_ship.models.prompter import Prompter
+from samgeo_ship.models.registry import CONFIGS, build_sam
+from samgeo_ship.models.shipsam import PROMPTER_PIXELS, ShipSam
 from samgeo_ship.training.data import load_sample, open_datasets, split_tiles
 model, card = load_bundle(sys.argv[1])
 train, _ = split_tiles(open_datasets([sys.argv[2]]), [], 0.0, 0)
 sample = load_sample(train[int(sys.argv[3])], model.img_size)
 with torch.no_grad():
-    logits, iou = model.decode(model.encode(sample.image[None])[0], boxes=sample.boxes)
-np.save(sys.argv[4], logits.numpy())
+    emb = model.encode(sample.image[None])
+    logits, iou = model.decode(emb[0], boxes=sample.boxes)
+    heat, _ = model.prompt_maps(emb, sample.image[None])
+np.savez(sys.argv[4], logits=logits.numpy(), heat=heat.numpy())
 """
 
 
@@ -53,12 +61,30 @@ def test_a_fresh_process_predicts_exactly_the_same_masks(tmp_path, bundle):
     model, card = load_bundle(path)
     assert card.lora["rank"] == 8 and "image_encoder.lora" in card.trained
     assert card.box_prior == model.box_prior == DEFAULT_BOX_PRIOR > 0
+    assert card.prompter_pixels == model.prompter.pixel_chans == PROMPTER_PIXELS > 0
     sample = load_sample(refs[index], model.img_size)
     with torch.no_grad():
-        here, _ = model.decode(model.encode(sample.image[None])[0], boxes=sample.boxes)
-    out = tmp_path / "there.npy"
+        emb = model.encode(sample.image[None])
+        here, _ = model.decode(emb[0], boxes=sample.boxes)
+        heat, _ = model.prompt_maps(emb, sample.image[None])
+    out = tmp_path / "there.npz"
     subprocess.run([sys.executable, "-c", PREDICT, str(path), str(dataset), str(index), str(out)], check=True)
-    assert np.array_equal(here.numpy(), np.load(out))
+    there = np.load(out)
+    assert np.array_equal(here.numpy(), there["logits"]) and np.array_equal(heat.numpy(), there["heat"])
+
+
+def test_a_bundle_from_before_the_pixel_branch_loads_as_it_was(tmp_path):
+    model = ShipSam(build_sam(CONFIGS["sam_tiny"]), CONFIGS["sam_tiny"], Prompter(128, pixels=0))
+    card = BundleCard(model_type="sam_tiny", bands=["R", "G", "B"], pixel_size_m=10.0, tile_size=64, overlap=8)
+    path = save_bundle(model, card, tmp_path / "old.safetensors")
+    loaded, card = load_bundle(path)
+    assert card.prompter_pixels == 0 and not hasattr(loaded.prompter, "pixels")
+    emb = torch.randn(1, 128, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded.prompt_maps(emb)[0], model.prompt_maps(emb)[0])
+        # A new model's prompter looks at the pixels too, and says so when they are missing.
+        with pytest.raises(ValueError, match="pixels"):
+            ShipSam.from_config("sam_tiny").prompt_maps(emb)
 
 
 def test_a_tampered_bundle_is_refused(tmp_path, bundle):

@@ -91,9 +91,11 @@ class TilePredictor:
 
         Returns per tile a list of TileDetection with (T, T) masks."""
         B, C, T, _ = images.shape
-        embeddings = self.embed(images)
+        inputs = self.inputs(images)
+        embeddings = self._encode(inputs)
         with self._autocast():
-            proposals = self.model.propose(embeddings, self.score_threshold) if prompts is None else None
+            proposals = (self.model.propose(embeddings, self.score_threshold, images=inputs)
+                         if prompts is None else None)
         out = []
         for b in range(B):
             if prompts is None:
@@ -108,18 +110,24 @@ class TilePredictor:
                 out.append(self._decode_user(embeddings[b], T, prompts[b]))
         return out
 
-    @torch.no_grad()
-    def embed(self, images: np.ndarray) -> torch.Tensor:
-        """(B, C, T, T) float32 tiles in [0, 1], C = 1 or 3 -> (B, C', h, w) image embeddings, as ``predict`` sees
-        them (samgeo_ship.oneshot encodes its reference tiles through here too)."""
+    def inputs(self, images: np.ndarray) -> torch.Tensor:
+        """(B, C, T, T) float32 tiles in [0, 1], C = 1 or 3 -> (B, 3, S, S) model inputs in [0, 255] on the device.
+        Every tile covers the training ground footprint; the model sees it at its own input size."""
         C = images.shape[1]
         if C not in (1, 3):
             raise ValueError(f"the model takes 1 or 3 bands, got {C}")
         x = torch.from_numpy(np.ascontiguousarray(images, np.float32)).to(self.device) * 255.0
-        # Every tile covers the training ground footprint; the model sees it at its own input size.
-        x = model_input(x, self.img_size)
+        return model_input(x, self.img_size)
+
+    @torch.no_grad()
+    def _encode(self, inputs: torch.Tensor) -> torch.Tensor:
         with self._autocast():
-            return self.model.encode(x)
+            return self.model.encode(inputs)
+
+    def embed(self, images: np.ndarray) -> torch.Tensor:
+        """(B, C, T, T) float32 tiles in [0, 1] -> (B, C', h, w) image embeddings, as ``predict`` sees them
+        (samgeo_ship.oneshot encodes its reference tiles through here too)."""
+        return self._encode(self.inputs(images))
 
     def _refine(self, embedding, boxes: torch.Tensor) -> torch.Tensor:
         """The boxes of the masks the proposed ``boxes`` give (input pixels), for a second decoder pass.

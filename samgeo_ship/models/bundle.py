@@ -53,6 +53,7 @@ class BundleCard:
     # (samgeo_ship.oneshot; its settings and provenance are in ``oneshot``).
     kind: str = "shipsam"
     box_prior: float = 0.0  # ShipSam.box_prior the weights were trained with
+    prompter_pixels: int = 0  # channels of the prompter's pixel branch (0: none, bundles older than it)
     oneshot: dict = field(default_factory=dict)
 
     def to_json(self) -> str:
@@ -76,6 +77,7 @@ def save_bundle(model: ShipSam, card: BundleCard, path) -> Path:
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items() if is_stored(k, card.stored)}
     card.config = dataclasses.asdict(model.config)
     card.box_prior = model.box_prior
+    card.prompter_pixels = model.prompter.pixel_chans
     card.weights_sha256 = tensors_sha256(state)
     with atomic_file(path) as tmp:
         save_file(state, str(tmp), metadata={CARD_KEY: card.to_json()})

@@ -46,22 +46,44 @@ class Prompter(nn.Module):
         in_chans: channels of the image embedding (the SAM config's prompt_embed_dim).
         hidden: channels of the head.
         upscale: 1 or 2; 2 separates ships moored side by side that share an embedding cell.
+        pixels: channels of a small convolutional branch on the model-input pixels themselves (0 = none, as in
+            bundles written before it existed), joined to the embedding path at the heatmap's resolution. SAM's
+            embedding has one cell per patch (8-16 input pixels); ships moored side by side 1-2 scene pixels
+            apart, or against a bright quay, share cells there, and a from-scratch encoder learns them slowly.
+            A few convolutions at stride 4 see such edges directly.
     """
 
-    def __init__(self, in_chans: int, hidden: int = 96, upscale: int = 2):
+    def __init__(self, in_chans: int, hidden: int = 96, upscale: int = 2, pixels: int = 0):
         super().__init__()
         self.upscale = upscale
+        self.pixel_chans = pixels
         up = [nn.ConvTranspose2d(in_chans, hidden, 2, stride=2)] if upscale == 2 else [nn.Conv2d(in_chans, hidden, 1)]
         self.body = nn.Sequential(*up, LayerNorm2d(hidden), nn.GELU(),
                                   nn.Conv2d(hidden, hidden, 3, padding=1), nn.GELU(),
                                   nn.Conv2d(hidden, hidden, 3, padding=1), nn.GELU())
+        if pixels:
+            self.pixels = nn.Sequential(nn.Conv2d(3, pixels, 3, stride=2, padding=1), nn.GELU(),
+                                        nn.Conv2d(pixels, pixels, 3, stride=2, padding=1), LayerNorm2d(pixels),
+                                        nn.GELU(), nn.Conv2d(pixels, pixels, 3, padding=1), nn.GELU())
+            self.fuse = nn.Sequential(nn.Conv2d(hidden + pixels, hidden, 3, padding=1), nn.GELU(),
+                                      nn.Conv2d(hidden, hidden, 3, padding=1), nn.GELU())
         self.heat = nn.Conv2d(hidden, 1, 1)
         self.geometry = nn.Conv2d(hidden, 4, 1)
         nn.init.constant_(self.heat.bias, _PRIOR_BIAS)
 
-    def forward(self, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, C, h, w) embeddings -> heatmap logits (B, 1, H, W) and geometry (B, 4, H, W), H = upscale * h."""
+    def forward(self, embeddings: torch.Tensor, images: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, C, h, w) embeddings -> heatmap logits (B, 1, H, W) and geometry (B, 4, H, W), H = upscale * h.
+
+        ``images``: (B, 3, S, S) normalised model inputs, which a prompter with a pixel branch needs."""
         x = self.body(embeddings)
+        if self.pixel_chans:
+            if images is None:
+                raise ValueError("this prompter looks at the pixels too: pass the model-input images")
+            p = self.pixels(images.to(x.dtype))
+            if p.shape[-2:] != x.shape[-2:]:
+                p = F.adaptive_avg_pool2d(p, x.shape[-2:])
+            x = self.fuse(torch.cat([x, p], dim=1))
         return self.heat(x), self.geometry(x)
 
     @torch.no_grad()

@@ -11,6 +11,8 @@ from torch import nn
 from samgeo_ship.models.prompter import Prompter, Proposals
 from samgeo_ship.models.registry import CONFIGS, SamConfig, build_sam
 
+PROMPTER_PIXELS = 32  # channels of the prompter's pixel branch in new models (Prompter)
+
 # Slices of SAM's four mask tokens: 0 is the single-mask output, 1-3 the multimask outputs (MaskDecoder.forward).
 DECODER_OUTPUTS = {"single": slice(0, 1), "multimask": slice(1, 4), "all": slice(0, 4)}
 
@@ -47,6 +49,11 @@ def mask_boxes(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack([x0, y0, x1, y1], dim=1).float(), rows.any(1)
 
 
+def card_prompter(config: SamConfig, card) -> Prompter:
+    """An untrained prompter of the shape a bundle card records (no pixel branch in bundles older than it)."""
+    return Prompter(config.prompt_embed_dim, pixels=int(getattr(card, "prompter_pixels", 0) or 0))
+
+
 class ShipSam(nn.Module):
     """``sam`` (segment_anything's Sam) and ``prompter`` (ship proposals on its image embeddings).
 
@@ -62,7 +69,7 @@ class ShipSam(nn.Module):
         super().__init__()
         self.sam = sam
         self.config = config
-        self.prompter = prompter or Prompter(config.prompt_embed_dim)
+        self.prompter = prompter or Prompter(config.prompt_embed_dim, pixels=PROMPTER_PIXELS)
         self.box_prior = float(box_prior)
 
     @classmethod
@@ -73,7 +80,7 @@ class ShipSam(nn.Module):
     def from_card(cls, config: SamConfig, card) -> "ShipSam":
         """An untrained model of the shape a bundle ``card`` describes (load_bundle then loads its weights).
         Subclasses with parts of their own (samgeo_ship.oneshot) size them from the card."""
-        return cls(build_sam(config), config)
+        return cls(build_sam(config), config, card_prompter(config, card))
 
     @property
     def img_size(self) -> int:
@@ -83,17 +90,23 @@ class ShipSam(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) images in [0, 255] -> SAM's normalised input (pixel mean and std)."""
+        return (images - self.sam.pixel_mean) / self.sam.pixel_std
+
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) images in [0, 255] -> (B, C, S/patch, S/patch) image embeddings."""
-        x = (images - self.sam.pixel_mean) / self.sam.pixel_std
-        return self.sam.image_encoder(x)
+        return self.sam.image_encoder(self.normalise(images))
 
-    def prompt_maps(self, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompter outputs: heatmap logits (B, 1, H, W) and geometry (B, 4, H, W)."""
-        return self.prompter(embeddings)
+    def prompt_maps(self, embeddings: torch.Tensor, images: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompter outputs: heatmap logits (B, 1, H, W) and geometry (B, 4, H, W). ``images``: the (B, 3, S, S)
+        model inputs in [0, 255] the embeddings came from (the prompter's pixel branch looks at them)."""
+        return self.prompter(embeddings, self.normalise(images) if images is not None else None)
 
-    def propose(self, embeddings: torch.Tensor, threshold: float, max_ships: int = 200) -> list[Proposals]:
-        heat, geometry = self.prompt_maps(embeddings)
+    def propose(self, embeddings: torch.Tensor, threshold: float, max_ships: int = 200,
+                images: torch.Tensor | None = None) -> list[Proposals]:
+        heat, geometry = self.prompt_maps(embeddings, images)
         return self.prompter.propose(heat, geometry, self.img_size / heat.shape[-1], threshold, max_ships)
 
     def decode(self, embedding: torch.Tensor, boxes: torch.Tensor | None = None,

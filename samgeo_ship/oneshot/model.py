@@ -16,7 +16,7 @@ from torch import nn
 
 from samgeo_ship.models.prompter import Proposals
 from samgeo_ship.models.registry import SamConfig, build_sam
-from samgeo_ship.models.shipsam import ShipSam, filled_boxes, mask_boxes
+from samgeo_ship.models.shipsam import ShipSam, card_prompter, filled_boxes, mask_boxes
 from samgeo_ship.oneshot.propose import cell_centres, find_peaks, least_similar, mask_cells, select, similarity_map
 
 REFINE_PASSES = 1  # in the proposer; the predictor's decode (box + points + mask prompt) is one more
@@ -74,8 +74,8 @@ class OneShotSam(ShipSam):
 
     @classmethod
     def from_card(cls, config: SamConfig, card) -> "OneShotSam":
-        return cls(build_sam(config), config, n_targets=int(card.oneshot.get("targets", 1)),
-                   outputs=card.oneshot.get("outputs", "all"))
+        return cls(build_sam(config), config, card_prompter(config, card),
+                   n_targets=int(card.oneshot.get("targets", 1)), outputs=card.oneshot.get("outputs", "all"))
 
     @classmethod
     def personalise(cls, base: ShipSam, targets: torch.Tensor, outputs: str = "all") -> "OneShotSam":
@@ -117,9 +117,11 @@ class OneShotSam(ShipSam):
             out = out + self.box_prior * prior[:, None]
         return out
 
-    def propose(self, embeddings: torch.Tensor, threshold: float, max_ships: int = 200) -> list[Proposals]:
+    def propose(self, embeddings: torch.Tensor, threshold: float, max_ships: int = 200,
+                images: torch.Tensor | None = None) -> list[Proposals]:
         """Ships alike to the reference ships in each image; ``threshold``: the cosine similarity a peak needs (the
-        card's thresholds.score). Scores are the peak similarities (clamped to [0, 1])."""
+        card's thresholds.score). Scores are the peak similarities (clamped to [0, 1]). ``images`` is not used: the
+        likeness is measured on the embeddings alone."""
         return [self._propose_one(embedding, threshold, max_ships) for embedding in embeddings]
 
     def _propose_one(self, embedding: torch.Tensor, threshold: float, max_ships: int) -> Proposals:

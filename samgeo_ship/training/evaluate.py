@@ -7,11 +7,13 @@ from typing import Callable
 
 import numpy as np
 import torch
+from torchvision.ops import nms
 
 from samgeo_ship.models.shipsam import filled_boxes
 from samgeo_ship.training.data import Sample
 from samgeo_ship.training.losses import mask_iou
 
+NMS_IOU = 0.5  # the cards' thresholds.nms_iou, which the detection predictor applies to proposals
 SCORE_GRID = tuple(round(t, 2) for t in np.arange(0.1, 0.95, 0.05))
 
 
@@ -55,11 +57,17 @@ def validate(model, batches, embed: Callable[[list[Sample]], torch.Tensor]) -> d
     ious, box_ious, errors, found, n_truth, tiles = [], [], [], [], 0, 0
     for samples in batches:
         emb = embed(samples)
-        proposals = model.propose(emb, threshold=min(SCORE_GRID))
+        images = torch.stack([s.image for s in samples]).to(emb.device)
+        proposals = model.propose(emb, threshold=min(SCORE_GRID), images=images)
         for b, s in enumerate(samples):
             tiles += 1
             n_truth += len(s.boxes)
             boxes, scores = proposals[b].boxes.float().cpu(), proposals[b].scores.float().cpu()
+            # Detection keeps a proposal only where no higher-scored one overlaps it (TilePredictor): the same
+            # here, so that two peaks on one long hull, which detection treats as one ship, are not counted as a
+            # false alarm and do not push the chosen threshold up (measured: recall 0.69 instead of 0.97).
+            keep = nms(boxes, scores, NMS_IOU)
+            boxes, scores = boxes[keep], scores[keep]
             found.append((scores.numpy(), centre_matches(boxes, scores, s.boxes)))
             if len(s.boxes) == 0:
                 continue

@@ -13,7 +13,8 @@ from samgeo_ship.errors import ShipsegError
 from samgeo_ship.models import weights
 from samgeo_ship.models.lora import TARGET, add_lora, lora_parameters
 from samgeo_ship.models.registry import CONFIGS, load_sam
-from samgeo_ship.models.shipsam import ShipSam
+from samgeo_ship.models.prompter import Prompter
+from samgeo_ship.models.shipsam import PROMPTER_PIXELS, ShipSam
 
 MODES = ("frozen", "lora", "full")
 HEADS = ["mask_decoder", "prompt_encoder", "prompter"]
@@ -45,9 +46,10 @@ class Base:
     official: bool
 
 
-def load_base(model_type: str, checkpoint=None) -> tuple[ShipSam, Base]:
-    """A ShipSam of ``model_type`` (random prompter) from ``checkpoint``, or from the cached official checkpoint
-    for vit_b/l/h, or randomly initialised for the small configs (seed torch before calling)."""
+def load_base(model_type: str, checkpoint=None, prompter_pixels: int = PROMPTER_PIXELS) -> tuple[ShipSam, Base]:
+    """A ShipSam of ``model_type`` (random prompter, with a pixel branch of ``prompter_pixels`` channels) from
+    ``checkpoint``, or from the cached official checkpoint for vit_b/l/h, or randomly initialised for the small
+    configs (seed torch before calling)."""
     if model_type not in CONFIGS:
         raise ShipsegError(f"unknown model type {model_type!r}; choose one of {', '.join(CONFIGS)}")
     config = CONFIGS[model_type]
@@ -57,11 +59,12 @@ def load_base(model_type: str, checkpoint=None) -> tuple[ShipSam, Base]:
             raise ShipsegError(f"{model_type} starts from Meta's checkpoint, which is not at {checkpoint}; run "
                                f"shipseg weights download {model_type} or pass --base-checkpoint")
     sam = load_sam(model_type, checkpoint)
+    model = ShipSam(sam, config, Prompter(config.prompt_embed_dim, pixels=prompter_pixels))
     if checkpoint is None:
-        return ShipSam(sam, config), Base("random-init", None, False)
+        return model, Base("random-init", None, False)
     sha = weights.sha256_file(checkpoint)
     official = config.official and sha == weights.checkpoint(model_type).sha256
-    return ShipSam(sam, config), Base(Path(checkpoint).name, sha, official)
+    return model, Base(Path(checkpoint).name, sha, official)
 
 
 def load_init(bundle_path) -> tuple[ShipSam, Base, str]:
