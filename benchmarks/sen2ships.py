@@ -27,7 +27,6 @@ reused across folds and runs. Writes OUT/results.md, OUT/results.json and two pl
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import shutil
@@ -48,14 +47,10 @@ from rasterio.windows import Window, from_bounds  # noqa: E402
 from samgeo_ship import metrics  # noqa: E402
 from samgeo_ship.atomic import atomic_dir, atomic_file  # noqa: E402
 from samgeo_ship.dataset import prepare_dataset  # noqa: E402
-from samgeo_ship.inference.detect import detect_scene  # noqa: E402
-from samgeo_ship.inference.evaluate import score_scene  # noqa: E402
-from samgeo_ship.labels import load_labels  # noqa: E402
-from samgeo_ship.models.bundle import load_bundle, save_bundle  # noqa: E402
+from samgeo_ship.inference.evaluate import calibrate, score_scene  # noqa: E402
 from samgeo_ship.raster import Scene, parse_bands  # noqa: E402
 from samgeo_ship.synthetic import SynthSpec, make_scene  # noqa: E402
 from samgeo_ship.training import TrainConfig, train  # noqa: E402
-from samgeo_ship.training.evaluate import SCORE_GRID  # noqa: E402
 
 DATA = Path(os.environ.get("SHIPSEG_SEN2SHIPS", ROOT.parent / "shared" / "data" / "sen2ships"))
 # Test scenes per fold, each from north of 40 deg N (gdynia 54.5, genoa 44.4, marseille 43.3), 30-40 deg N
@@ -192,19 +187,10 @@ def train_fold(k: int, train_sets: list[Path], val_set: Path, args) -> Path:
 
 
 def tune_threshold(model: Path, scene: Path, labels: Path, args) -> dict:
-    """Detect on the validation scene once at the lowest grid threshold, then keep the grid threshold with the
-    best F1 at IoU 0.5 (the merged ships carry their best part's score, so this matches a run at that threshold
-    up to seam merges). Writes the threshold into the bundle's card; returns the sweep."""
-    net, card = load_bundle(model)
-    low = dataclasses.replace(card, thresholds={**card.thresholds, "score": min(SCORE_GRID)})
-    pred = detect_scene(scene, (net, low), batch_size=args.batch_size, device=args.device)
-    with Scene.open(scene) as s:
-        truth = load_labels(labels, s).ships.geometry.values
-    sweep = metrics.threshold_sweep(pred.geometry.values, pred["score"].to_numpy(), truth, SCORE_GRID)
-    threshold, best = metrics.best_threshold(sweep)
-    save_bundle(net, dataclasses.replace(card, thresholds={**card.thresholds, "score": threshold}), model)
-    return {"threshold": threshold, "val_f1": best.f1, "val_precision": best.precision, "val_recall": best.recall,
-            "sweep": {t: round(m.f1, 4) for t, m in sweep}}
+    """The validation scene's best detection threshold, written into the bundle's card (shipseg calibrate)."""
+    c = calibrate(model, scene, labels, batch_size=args.batch_size, device=args.device)
+    return {"threshold": c.threshold, "val_f1": c.best.f1, "val_precision": c.best.precision,
+            "val_recall": c.best.recall, "sweep": {t: round(m.f1, 4) for t, m in c.sweep}}
 
 
 def run_fold(k: int, args, extra: list[Path]) -> dict:

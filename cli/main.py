@@ -5,6 +5,7 @@ import click
 from samgeo_ship import __version__
 
 from cli import batch as batch_cmd
+from cli import calibrate as calibrate_cmd
 from cli import detect as detect_cmd
 from cli import evaluate as evaluate_cmd
 from cli import info as info_cmd
@@ -24,7 +25,7 @@ def cli():
 
 # Each command lives in its own module under cli/ and is added here, so this file is the one list of them.
 for _command in (prepare_cmd.prepare, synth_cmd.synth, weights_cmd.weights, detect_cmd.detect, evaluate_cmd.evaluate,
-                 batch_cmd.batch, train_cmd.train, oneshot_cmd.oneshot, info_cmd.info):
+                 calibrate_cmd.calibrate, batch_cmd.batch, train_cmd.train, oneshot_cmd.oneshot, info_cmd.info):
     cli.add_command(_command)
 
 

@@ -13,6 +13,8 @@ from rasterio.features import rasterize
 from rasterio.windows import from_bounds
 
 IOU_THRESHOLD = 0.5
+# Detection score thresholds searched on validation data (prompter peaks, oneshot similarities).
+SCORE_GRID = tuple(round(float(t), 2) for t in np.arange(0.1, 0.95, 0.05))
 
 
 @dataclass

@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import geopandas as gpd
 import numpy as np
@@ -11,8 +12,9 @@ from PIL import Image
 
 from cli.main import cli
 from samgeo_ship.errors import ShipsegError
-from samgeo_ship.inference.detect import DetectWarning, detect_scene, tile_grid
-from samgeo_ship.models.bundle import BundleCard, save_bundle
+from samgeo_ship.inference.detect import DEFAULT_MODEL, DetectWarning, detect_scene, tile_grid
+from samgeo_ship.inference.evaluate import calibrate, evaluate_scene
+from samgeo_ship.models.bundle import BundleCard, read_card, save_bundle
 from samgeo_ship.models.shipsam import ShipSam
 from samgeo_ship.raster import Scene
 from samgeo_ship.vector.writers import write_ships
@@ -198,3 +200,25 @@ def test_evaluate_reports_table_json_and_figure(tmp_path, bundle, scene):
 def test_library_errors_are_shipseg_errors(tmp_path, bundle, scene):
     with pytest.raises(ShipsegError, match="either box prompts or point prompts"):
         detect_scene(scene, bundle, boxes=np.zeros((1, 4)), points=np.zeros((1, 2)))
+
+
+def test_calibrate_writes_the_best_threshold_into_the_card(tmp_path, scene):
+    model = tmp_path / "m.safetensors"
+    shutil.copy(DEFAULT_MODEL, model)
+    truth = tmp_path / "truth.geojson"
+    with Scene.open(scene) as s:
+        gpd.GeoDataFrame(geometry=in_crs(HULLS, s.transform), crs="EPSG:32631").to_file(truth)
+    before = model.read_bytes()
+    dry = run("calibrate", model, scene, truth, "--dry-run", "-q")
+    assert dry.exit_code == 0, dry.output
+    assert "would change" in dry.stdout and model.read_bytes() == before
+    result = calibrate(model, scene, truth, device="cpu")
+    card = read_card(model)
+    assert card.thresholds["score"] == result.threshold == max(
+        (t for t, m in result.sweep if m.f1 == max(mm.f1 for _, mm in result.sweep)))
+    assert card.weights_sha256 == read_card(DEFAULT_MODEL).weights_sha256
+    # Detection at the written threshold scores what the sweep promised.
+    again = evaluate_scene(model, scene, truth, device="cpu")
+    assert again.f1 == pytest.approx(result.best.f1) and again.tp == result.best.tp
+    missing = run("calibrate", model, scene, tmp_path / "nope.geojson", "-q")
+    assert missing.exit_code == 2 and len(missing.stderr.strip().splitlines()) == 1

@@ -13,6 +13,7 @@ from samgeo_ship import metrics
 from samgeo_ship.inference.detect import detect_scene, load_model, open_scene
 from samgeo_ship.inference.predictor import resolve_device
 from samgeo_ship.labels import load_labels
+from samgeo_ship.models.bundle import save_bundle
 from samgeo_ship.vector.attributes import measure
 from samgeo_ship.vector.preview import SHIP_COLOUR, TRUTH_COLOUR, render_preview
 
@@ -129,3 +130,42 @@ def _box_prompts(scene_path, loaded, truth: gpd.GeoDataFrame, transform, bounds,
     ious = [metrics.polygon_iou(by_prompt.get(i), g) for i, g in enumerate(truth_geoms)]
     baseline = [metrics.box_baseline_iou(g, transform) for g in truth_geoms]
     return ious, baseline
+
+
+@dataclass
+class Calibration:
+    """The detection score threshold with the best F1 at IoU 0.5 on a labelled scene, and the whole sweep."""
+
+    threshold: float
+    previous: float
+    best: metrics.Matching
+    sweep: list
+
+    def table(self) -> str:
+        lines = [f"{'threshold':>9}  {'precision':>9}  {'recall':>6}  {'F1':>5}"]
+        for t, m in self.sweep:
+            mark = "  <- chosen" if t == self.threshold else ""
+            lines.append(f"{t:>9.2f}  {m.precision:>9.3f}  {m.recall:>6.3f}  {m.f1:>5.3f}{mark}")
+        return "\n".join(lines)
+
+
+def calibrate(model_path, scene_path, truth_path, bands=None, batch_size: int = 4, device: str = "auto",
+              progress=None, grid=metrics.SCORE_GRID, write: bool = True) -> Calibration:
+    """Detect once on a labelled scene at the lowest threshold of ``grid``, keep the grid threshold with the best F1
+    at IoU 0.5 (merged ships carry their best part's score, so this matches a run at that threshold up to seam
+    merges) and, with ``write``, store it in the bundle's card (``thresholds.score``; the file is rewritten
+    atomically). Use a validation scene, never the scenes the model will be scored on."""
+    dev = resolve_device(device)
+    net, card, _ = load_model(model_path, dev)
+    low = dataclasses.replace(card, thresholds={**card.thresholds, "score": min(grid)})
+    pred = detect_scene(scene_path, (net, low), bands=bands, batch_size=batch_size, device=str(dev),
+                        progress=progress)
+    with open_scene(scene_path, card, bands) as scene:
+        truth = load_labels(truth_path, scene).ships.geometry.values
+    sweep = metrics.threshold_sweep(pred.geometry.values, pred["score"].to_numpy(), truth, grid)
+    threshold, best = metrics.best_threshold(sweep)
+    previous = float(card.thresholds.get("score", 0.3))
+    if write:
+        save_bundle(net.cpu(), dataclasses.replace(card, thresholds={**card.thresholds, "score": threshold}),
+                    model_path)
+    return Calibration(threshold, previous, best, sweep)

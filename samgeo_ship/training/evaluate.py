@@ -9,12 +9,12 @@ import numpy as np
 import torch
 from torchvision.ops import nms
 
+from samgeo_ship.metrics import SCORE_GRID
 from samgeo_ship.models.shipsam import filled_boxes
 from samgeo_ship.training.data import Sample
 from samgeo_ship.training.losses import mask_iou
 
 NMS_IOU = 0.5  # the cards' thresholds.nms_iou, which the detection predictor applies to proposals
-SCORE_GRID = tuple(round(t, 2) for t in np.arange(0.1, 0.95, 0.05))
 
 
 def centre_matches(boxes: torch.Tensor, scores: torch.Tensor, truth: torch.Tensor) -> np.ndarray:

@@ -1,0 +1,32 @@
+"""`shipseg calibrate`: choose a model's detection score threshold on a labelled validation scene."""
+
+import click
+
+from cli.detect import one_line_warnings, progress_reporter
+from samgeo_ship.inference.evaluate import calibrate as run_calibration
+from samgeo_ship.raster import parse_bands
+
+
+@click.command("calibrate")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("scene", type=click.Path(dir_okay=False))
+@click.argument("truth", type=click.Path(dir_okay=False))
+@click.option("--bands", default=None, help="Bands by description or 1-based index [default: the model's bands].")
+@click.option("--dry-run", is_flag=True, help="Print the sweep; leave MODEL unchanged.")
+@click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1), help="Tiles encoded at once.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def calibrate(model, scene, truth, bands, dry_run, batch_size, device, quiet):
+    """Set MODEL's detection score threshold to the one with the best F1 at IoU 0.5 on SCENE against TRUTH.
+
+    Training picks a threshold from the prompter's ship centres on validation tiles; this one is measured on what
+    detect returns (masks, seams, merging). Use a labelled scene the model did not train on, and not the scenes
+    you will report scores on. Example: shipseg calibrate ships.safetensors val_scene.tif val_truth.geojson
+    """
+    with one_line_warnings(), progress_reporter("none" if quiet else "bar") as update:
+        result = run_calibration(model, scene, truth, bands=parse_bands(bands), batch_size=batch_size, device=device,
+                                 progress=update, write=not dry_run)
+    click.echo(result.table())
+    verb = "would change" if dry_run else "changed"
+    click.echo(f"{model}: score threshold {verb} from {result.previous:g} to {result.threshold:g} "
+               f"(F1 {result.best.f1:.3f}, precision {result.best.precision:.3f}, recall {result.best.recall:.3f})")
