@@ -51,7 +51,7 @@ def mask_boxes(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def card_prompter(config: SamConfig, card) -> Prompter:
     """An untrained prompter of the shape a bundle card records (no pixel branch in bundles older than it)."""
-    return Prompter(config.prompt_embed_dim, pixels=int(getattr(card, "prompter_pixels", 0) or 0))
+    return Prompter(config.prompt_embed_dim, pixels=int(card.prompter_pixels))
 
 
 class ShipSam(nn.Module):
@@ -60,10 +60,10 @@ class ShipSam(nn.Module):
     Images go in as (B, 3, S, S) float tensors in SAM's 0-255 range, S = ``config.img_size``.
 
     ``box_prior``: with a box prompt, the mask logits are the decoder's plus ``box_prior`` inside the box and minus
-    it outside (``filled_boxes``), so the decoder learns only how a ship departs from its box. SAM alone must first learn from the box's sparse
-    prompt tokens where the box is; a small model trained from scratch on a few hundred ships spends its whole
-    budget there and stays below the filled box (mask IoU 0.22 vs 0.35 on the test ships; 0.93 with a prior of
-    3). 0 turns it off (bundles written before it existed). The bundle card records it."""
+    it outside (``filled_boxes``), so the decoder learns only how a ship departs from its box. SAM alone must first
+    learn from the box's sparse prompt tokens where the box is; a small model trained from scratch on a few hundred
+    ships spends its whole budget there and stays below the filled box (mask IoU 0.22 vs 0.35 on the test ships;
+    0.93 with a prior of 3). 0 turns it off (bundles written before it existed). The bundle card records it."""
 
     def __init__(self, sam: Sam, config: SamConfig, prompter: Prompter | None = None, box_prior: float = 0.0):
         super().__init__()

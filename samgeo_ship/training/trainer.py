@@ -1,7 +1,8 @@
 """The training loop: prepared datasets + a SAM base -> a fine-tuned ShipSam bundle with a full card.
 
 AdamW with linear warmup then cosine decay; validation each epoch; early stopping on the validation score
-(``selection_score``: box-prompted mask IoU plus the prompter's centre-detection F1), keeping the best weights; a resumable checkpoint after each epoch; deterministic for a given seed."""
+(``selection_score``: box-prompted mask IoU plus the prompter's centre-detection F1), keeping the best weights;
+a resumable checkpoint after each epoch; deterministic for a given seed (unless a time budget is set)."""
 
 from __future__ import annotations
 
@@ -336,7 +337,8 @@ def _autocast(device: torch.device):
 
 def _validate(model, refs, batch_size: int, encoder: Encoder) -> dict:
     model.eval()
-    batches = ([load_sample(r, model.img_size) for r in refs[i:i + batch_size]] for i in range(0, len(refs), batch_size))
+    batches = ([load_sample(r, model.img_size) for r in refs[i:i + batch_size]]
+               for i in range(0, len(refs), batch_size))
     with encoder.autocast():
         return validate(model, batches, encoder)
 
