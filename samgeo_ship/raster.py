@@ -287,6 +287,12 @@ def _select_bands(path: Path, src, bands: list | None) -> list[int]:
 _ALIASES = [{"b04", "red", "r"}, {"b03", "green", "g"}, {"b02", "blue", "b"}, {"b08", "nir", "near infrared"}]
 
 
+def same_bands(a: list, b: list) -> bool:
+    """Whether two band lists name the same bands in order, Sentinel-2 and colour names alike (B04 = red)."""
+    canon = lambda band: next((min(g) for g in _ALIASES if str(band).lower() in g), str(band).lower())
+    return len(a) == len(b) and all(canon(x) == canon(y) for x, y in zip(a, b))
+
+
 def _alias(band: str, names: list) -> str:
     if band.lower() in names:
         return band

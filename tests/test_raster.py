@@ -3,7 +3,7 @@ import pytest
 from rasterio.windows import Window
 
 from samgeo_ship.errors import ShipsegError
-from samgeo_ship.raster import Scene, parse_bands
+from samgeo_ship.raster import Scene, parse_bands, same_bands
 
 from conftest import write_raster
 
@@ -116,3 +116,11 @@ def test_sentinel2_and_colour_band_names_are_aliases(tmp_path):
         assert scene.band_indexes == [3]
     with pytest.raises(ShipsegError, match="no band named 'B08'"):
         Scene.open(rgb, bands="B08")
+
+
+def test_band_lists_agree_through_aliases():
+    assert same_bands(["B04", "B03", "B02"], ["red", "green", "blue"])
+    assert same_bands(["Red", "G", "b"], ["B04", "B03", "B02"])
+    assert not same_bands(["B04", "B03", "B02"], ["blue", "green", "red"])  # order matters
+    assert not same_bands(["B04", "B03", "B02"], ["B04", "B03", "B08"])
+    assert not same_bands(["B04", "B03"], ["B04", "B03", "B02"])

@@ -4,6 +4,7 @@ with their ship instances as masks and boxes; the train/validation split."""
 from __future__ import annotations
 
 import json
+import operator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from samgeo_ship.dataset import FORMAT
 from samgeo_ship.errors import ShipsegError, fail
 from samgeo_ship.models.shipsam import model_input
+from samgeo_ship.raster import same_bands
 from samgeo_ship.training.augment import apply_variant, variant_boxes
 
 # Datasets whose pixel sizes differ by more than this would teach the model ships of several apparent sizes,
@@ -105,8 +107,8 @@ def open_datasets(paths) -> list[Dataset]:
         raise fail(first.path, f"has {len(first.card['bands'])} bands ({','.join(first.card['bands'])}), but SAM "
                    "takes 3 (or 1); prepare it again with --bands, e.g. --bands B04,B03,B02")
     for ds in datasets[1:]:
-        for key in ("bands", "tile_size"):
-            if ds.card[key] != first.card[key]:
+        for key, same in (("bands", same_bands), ("tile_size", operator.eq)):
+            if not same(ds.card[key], first.card[key]):
                 raise fail(ds.path, f"has {key} {ds.card[key]} but {first.path} has {first.card[key]}; "
                            "datasets trained together must be prepared alike")
         a, b = ds.card.get("pixel_size_m"), first.card.get("pixel_size_m")
