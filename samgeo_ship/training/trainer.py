@@ -104,12 +104,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def lr_factor(step: int, total: int, warmup: int, elapsed: float = 0.0) -> float:
+def lr_factor(step: int, total: int, warmup: int, elapsed: float = 0.0, warmup_share: float = 0.05) -> float:
     """Multiplier of the peak learning rate at ``step`` (0-based) of ``total``: linear warmup, then cosine to 0.
-    ``elapsed``: the share of a time budget spent; the cosine follows whichever is further along, so a run
-    stopped by its budget (TrainConfig.max_minutes) still ends with a decayed learning rate."""
-    if step < warmup:
-        return (step + 1) / warmup
+    ``elapsed``: the share of a time budget spent (0 without one); warmup and cosine follow whichever of steps and
+    clock is further along, so a run stopped by its budget (TrainConfig.max_minutes) warms up in its first
+    ``warmup_share`` of the budget, however many epochs were asked for, and still ends with a decayed rate."""
+    if step < warmup and elapsed < warmup_share:
+        return max((step + 1) / warmup, elapsed / warmup_share)
     progress = max((step - warmup) / max(total - warmup, 1), elapsed)
     return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
@@ -267,7 +268,7 @@ def train(datasets, output, config: TrainConfig | None = None, val_datasets=(), 
         encoded_before, started, losses, ious = encoder.encoded, time.perf_counter(), [], []
         for step, samples in enumerate(_batches(train_refs, order, variants, config.batch_size, model.img_size)):
             for group in optimizer.param_groups:
-                group["lr"] = lr * lr_factor(state["step"], total_steps, warmup, spent())
+                group["lr"] = lr * lr_factor(state["step"], total_steps, warmup, spent(), config.warmup)
             with autocast():
                 emb = encoder(samples, grad=plan.mode != "frozen")
                 loss, stats = batch_loss(model, samples, emb, config.prompts, config.prompter_weight, rng)
