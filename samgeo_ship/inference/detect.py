@@ -29,7 +29,7 @@ from samgeo_ship.raster import Normalisation, Scene
 from samgeo_ship.tiling import TileGrid
 from samgeo_ship.vector.attributes import ship_table
 from samgeo_ship.vector.merge import Part, ShipMerger, largest_polygon, owns, touches_edge
-from samgeo_ship.vector.vectorise import vectorise
+from samgeo_ship.vector.vectorise import georeference, length_px, vectorise
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "data" / "default.safetensors"
 MAX_RESAMPLE = 4.0  # beyond 4x up or down the model sees textures unlike anything it was trained on
@@ -121,7 +121,8 @@ def _normalisation(scene, card) -> Normalisation:
 
 def detect_scene(scene_path, model=DEFAULT_MODEL, bands=None, boxes=None, points=None, batch_size: int = 4,
                  device: str = "auto", progress: Callable[[int, int, int], None] | None = None,
-                 tile_size: int | None = None, overlap: int | None = None) -> gpd.GeoDataFrame:
+                 tile_size: int | None = None, overlap: int | None = None,
+                 on_merger: Callable[[ShipMerger], None] | None = None) -> gpd.GeoDataFrame:
     """Find the ships in a scene.
 
     Args:
@@ -136,6 +137,8 @@ def detect_scene(scene_path, model=DEFAULT_MODEL, bands=None, boxes=None, points
         progress: called as ``progress(tiles_done, tiles_total, ships_so_far)`` (distinct ships after merging
             across seams; the last call's count is the number of rows returned); raising in it cancels.
         tile_size, overlap: override the bundle card's (see ``with_tiling``).
+        on_merger: called with the ShipMerger holding every part found, before the table is made (``calibrate``
+            re-merges the parts above each threshold from it).
 
     Returns a GeoDataFrame in the scene CRS with the columns of ``vector.attributes.COLUMNS`` (plus ``prompt``, the
     index of the user prompt, with boxes/points), one Polygon per ship, ids ordered north to south; empty, with a
@@ -155,8 +158,12 @@ def detect_scene(scene_path, model=DEFAULT_MODEL, bands=None, boxes=None, points
         prompts = _prompts(scene, grid, boxes, points)
         predictor = TilePredictor(net, card, dev)
         merger = ShipMerger(scene.pixel_size[0], cell=grid.tile_size * scene.pixel_size[0])
+        # The learned prompter's specks (a glint, a fleck of foam) are dropped; a user's prompt is always answered.
+        min_px = MIN_SHIP_PX * card.pixel_size_m / scene.ground_pixel_size_m if prompts is None else 0.0
         with _torch_threads(dev):
-            _run(scene, grid, predictor, prompts, max(1, int(batch_size)), merger, progress)
+            _run(scene, grid, predictor, prompts, max(1, int(batch_size)), merger, progress, min_px)
+        if on_merger:
+            on_merger(merger)
         merged = merger.ships()
         geoms = gpd.GeoSeries([m.geometry for m in merged], crs=scene.crs)
         extra = {"prompt": [m.prompt for m in merged]} if prompts is not None else {}
@@ -199,7 +206,7 @@ def _torch_threads(device):
         torch.set_num_threads(before)
 
 
-def _run(scene, grid, predictor, prompts, batch_size, merger: ShipMerger, progress) -> None:
+def _run(scene, grid, predictor, prompts, batch_size, merger: ShipMerger, progress, min_px: float = 0.0) -> None:
     """The streaming loop: read ahead -> encode/decode in batches -> vectorise in the background -> ``merger``.
     Progress reports the distinct ships merged so far; the last report is the number of ships detect returns."""
     total, done = len(grid), 0
@@ -214,7 +221,7 @@ def _run(scene, grid, predictor, prompts, batch_size, merger: ShipMerger, progre
             tile_prompts = [prompts.get((t.row, t.col)) for t, _, _ in batch] if prompts is not None else None
             detections = predictor.predict(np.stack([image for _, image, _ in batch]), tile_prompts)
             items = [(t, valid, dets) for (t, _, valid), dets in zip(batch, detections)]
-            pending.append(pool.submit(_tile_parts, items, prompts is None))
+            pending.append(pool.submit(_tile_parts, items, prompts is None, min_px))
             done += len(batch)
             batch.clear()
         while pending and (len(pending) > PENDING_BATCHES or pending[0].done()):
@@ -253,9 +260,11 @@ def _read_tiles(scene, grid, wanted):
         yield (tile, image, valid) if valid[rs, cs].any() else (tile, None, None)
 
 
-def _tile_parts(items, auto: bool) -> list[Part]:
+def _tile_parts(items, auto: bool, min_px: float = 0.0) -> list[Part]:
     """Masks -> owned polygons in the scene CRS. Nodata pixels never belong to a ship. With the learned prompter,
-    a tile keeps only the ships whose centroid lies in its core; a user prompt went to one tile only."""
+    a tile keeps only the ships whose centroid lies in its core; a user prompt went to one tile only. A polygon
+    shorter than ``min_px`` pixels is dropped (the learned prompter's specks, like the lone pixels of a fragmented
+    mask on glint): shorter than any hull the model resolves (MIN_SHIP_PX; the shortest sen2ships ship is 7 px)."""
     parts = []
     for tile, valid, detections in items:
         core = tile.core_slices()
@@ -263,19 +272,23 @@ def _tile_parts(items, auto: bool) -> list[Part]:
             mask = det.mask & valid
             if not mask.any() or (auto and not owns(core, mask)):
                 continue
-            geom = _polygon(mask, tile.transform)
+            geom = _polygon(mask, tile.transform, min_px)
             if geom is not None:
                 parts.append(Part(geom, det.score, touches_edge(mask), det.prompt))
     return parts
 
 
-def _polygon(mask: np.ndarray, transform: Affine):
-    """Vectorise only the mask's bounding box (plus a 1 px frame), in the tile's own affine."""
+def _polygon(mask: np.ndarray, transform: Affine, min_px: float = 0.0):
+    """Vectorise only the mask's bounding box (plus a 1 px frame), in the tile's own affine; its largest polygon, or
+    None when that is shorter than ``min_px`` pixels. A ship cut by the tile's edge is not at risk: its tile owns it
+    only when the mask's centroid lies in the core, so the piece reaches across the halo (8 px in the default)."""
     rows = np.nonzero(mask.any(axis=1))[0]
     cols = np.nonzero(mask.any(axis=0))[0]
     r0, c0 = max(rows[0] - 1, 0), max(cols[0] - 1, 0)
-    crop = mask[r0:rows[-1] + 2, c0:cols[-1] + 2]
-    return largest_polygon(vectorise(crop, transform @ Affine.translation(int(c0), int(r0))))
+    poly = largest_polygon(vectorise(mask[r0:rows[-1] + 2, c0:cols[-1] + 2], Affine.identity()))
+    if poly is None or length_px(poly) < min_px:
+        return None
+    return georeference(poly, transform @ Affine.translation(int(c0), int(r0)))
 
 
 class Prefetch:

@@ -148,6 +148,13 @@ class ShipMerger:
             self._parent[ri] = rj
             self._ships -= 1
 
+    def above(self, score: float) -> "ShipMerger":
+        """A merger of only the parts scored >= ``score``: the ships a detection at that score threshold returns
+        (parts merge differently without the weaker ones)."""
+        merger = ShipMerger(self.pixel_size, self.overlap, self._cell)
+        merger.add(p for p in self._parts if p.score >= score)
+        return merger
+
     def ships(self) -> list[Part]:
         """One Part per ship, sorted as ``stable_order`` sorts them."""
         groups: dict[int, list[int]] = {}

@@ -19,8 +19,23 @@ def vectorise(mask: np.ndarray, transform: Affine, smooth: bool = True):
         return None
     if smooth:
         poly = _smooth(poly)
+    return georeference(poly, transform)
+
+
+def georeference(geom, transform: Affine):
+    """A geometry in pixel coordinates (x = column, y = row) -> the CRS of ``transform``."""
     a, b, c, d, e, f = transform[:6]
-    return shapely.affinity.affine_transform(poly, [a, b, d, e, c, f])
+    return shapely.affinity.affine_transform(geom, [a, b, d, e, c, f])
+
+
+def length_px(geom) -> float:
+    """The long side of a geometry's minimum rotated rectangle, in its own units (pixels for a pixel-space one;
+    0 for a degenerate one)."""
+    rect = shapely.minimum_rotated_rectangle(geom)
+    if rect.geom_type != "Polygon":
+        return 0.0
+    p = np.asarray(rect.exterior.coords)[:3]
+    return float(max(np.hypot(*(p[1] - p[0])), np.hypot(*(p[2] - p[1]))))
 
 
 def _smooth(poly):
