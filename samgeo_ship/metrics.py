@@ -145,13 +145,6 @@ def size_class(area_px) -> np.ndarray:
     return np.where(a < SMALL_BELOW_PX, "small", np.where(a > LARGE_ABOVE_PX, "large", "medium")).astype(object)
 
 
-def threshold_sweep(pred: Sequence, scores, truth: Sequence, thresholds: Sequence[float],
-                    iou_threshold: float = IOU_THRESHOLD) -> list[tuple[float, Matching]]:
-    """The matching of the predictions scored >= t, for each detection score threshold t."""
-    pred, scores = np.asarray(list(pred), dtype=object), np.asarray(scores, float)
-    return [(float(t), match(pred[scores >= t], truth, iou_threshold)) for t in thresholds]
-
-
 def best_threshold(sweep: list[tuple[float, Matching]]) -> tuple[float, Matching]:
     """The (threshold, matching) of a sweep with the highest F1; on a tie, the highest threshold (as good, with
     fewer detections: a model that finds nothing at any threshold gets the strictest)."""

@@ -12,7 +12,7 @@ from PIL import Image
 
 from cli.main import cli
 from samgeo_ship.errors import ShipsegError
-from samgeo_ship.inference.detect import DEFAULT_MODEL, DetectWarning, detect_scene, tile_grid
+from samgeo_ship.inference.detect import DEFAULT_MODEL, DetectWarning, _polygon, detect_scene, tile_grid
 from samgeo_ship.inference.evaluate import calibrate, evaluate_scene
 from samgeo_ship.models.bundle import BundleCard, read_card, save_bundle
 from samgeo_ship.models.shipsam import ShipSam
@@ -222,3 +222,17 @@ def test_calibrate_writes_the_best_threshold_into_the_card(tmp_path, scene):
     assert again.f1 == pytest.approx(result.best.f1) and again.tp == result.best.tp
     missing = run("calibrate", model, scene, tmp_path / "nope.geojson", "-q")
     assert missing.exit_code == 2 and len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_specks_are_dropped_but_not_ships():
+    """A learned-prompter mask whose largest polygon is shorter than min_px (a glint's lone pixels) is no ship; a
+    ship is kept, georeferenced in the tile's affine; with min_px 0 (user prompts) every mask is answered."""
+    speckle = np.zeros((64, 64), bool)
+    speckle[[20, 40, 50, 31], [30, 12, 45, 63]] = True  # lone pixels, one on the tile's edge
+    hull = np.zeros((64, 64), bool)
+    hull[30:33, 20:34] = True  # 14 x 3 px
+    assert _polygon(speckle, Affine.identity(), min_px=4) is None
+    assert _polygon(speckle, Affine.identity(), min_px=0) is not None
+    kept = _polygon(hull, Affine(10, 0, 0, 0, -10, 640), min_px=4)
+    assert kept is not None and 120 < kept.bounds[2] - kept.bounds[0] < 150  # 14 px of 10 m
+    assert 300 < kept.bounds[1] < 340  # rows 30-33 below y = 640

@@ -5,8 +5,7 @@ from affine import Affine
 from shapely import affinity
 
 from samgeo_ship.metrics import (best_threshold, box_baseline_iou, heading_difference_deg, length_errors, mask_iou,
-                                 match, matched_errors, polygon_iou, pool, recall_by_group, size_class,
-                                 threshold_sweep)
+                                 match, matched_errors, polygon_iou, pool, recall_by_group, size_class)
 
 
 def sq(x, y, size=10.0):
@@ -92,7 +91,11 @@ def test_recall_by_group_and_size_classes():
     assert r["c"] == {"ships": 0, "found": 0, "recall": None}
 
 
-def test_threshold_sweep_keeps_the_best_f1_highest_threshold_on_ties():
+def threshold_sweep(pred, scores, truth, thresholds):
+    return [(t, match([p for p, s in zip(pred, scores) if s >= t], truth)) for t in thresholds]
+
+
+def test_best_threshold_keeps_the_best_f1_highest_threshold_on_ties():
     truth = [sq(0, 0), sq(100, 0)]
     pred = [sq(0, 0), sq(100, 0), sq(300, 0)]
     sweep = threshold_sweep(pred, [0.9, 0.4, 0.2], truth, [0.1, 0.3, 0.35, 0.5, 0.95])

@@ -1,6 +1,10 @@
 """Fine-tuning: a tiny SAM learns ship masks well beyond the filled-box baseline; the embedding cache, determinism,
 resume and bad input."""
 
+import json
+import shutil
+from pathlib import Path
+
 import numpy as np
 import geopandas as gpd
 import pytest
@@ -15,11 +19,12 @@ from cli.main import cli
 from samgeo_ship.dataset import prepare_dataset
 from samgeo_ship.models.shipsam import ShipSam, filled_boxes
 from samgeo_ship.training import TrainConfig, train
-from samgeo_ship.training.trainer import batch_loss
+from samgeo_ship.errors import ShipsegError
+from samgeo_ship.training.trainer import batch_loss, lr_factor
 from samgeo_ship.training.augment import VARIANTS, apply_variant, variant_boxes
 from samgeo_ship.training.cache import embedding_key, encoder_sha256
 from samgeo_ship.models.bundle import load_bundle
-from samgeo_ship.training.data import load_sample, open_dataset, TileRef
+from samgeo_ship.training.data import load_sample, open_dataset, open_datasets, TileRef
 from samgeo_ship.training.prompts import PromptRecipe, negative_boxes
 
 from conftest import write_raster
@@ -199,3 +204,31 @@ def test_negative_box_prompts_add_an_empty_target_term(datasets):
     assert "empty_iou" not in stats[0]
     # At init the box prior fills every box, so the empty target is missed entirely and the loss is higher.
     assert stats[3]["empty_iou"] < 0.05 and stats[3]["loss"] > stats[0]["loss"]
+
+
+def test_a_time_budget_bounds_the_warmup_and_ends_the_cosine():
+    """With --max-minutes and many epochs asked for, the step count alone would keep the rate in its warmup for
+    the whole run: the clock ends the warmup after its share of the budget and brings the rate to 0 at the end."""
+    total, warmup = 200_000, 10_000
+    assert lr_factor(99, total, warmup) == pytest.approx(100 / warmup)  # no budget: steps alone
+    assert lr_factor(99, total, warmup, elapsed=0.025, warmup_share=0.05) == pytest.approx(0.5)
+    assert lr_factor(99, total, warmup, elapsed=0.06, warmup_share=0.05) > 0.99
+    assert lr_factor(99, total, warmup, elapsed=0.5, warmup_share=0.05) == pytest.approx(0.5)
+    assert lr_factor(99, total, warmup, elapsed=1.0, warmup_share=0.05) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_datasets_with_colour_and_sentinel2_band_names_train_together(tmp_path, datasets):
+    """An RGB scene prepared with --bands B04,B03,B02 records red, green, blue: the same bands as a Sentinel-2
+    dataset's B04, B03, B02, so they train together; other bands are refused."""
+    colour = tmp_path / "colour"
+    shutil.copytree(datasets[1], colour)
+    card = json.loads((colour / "dataset.json").read_text())
+    first = json.loads((Path(datasets[0]) / "dataset.json").read_text())["bands"]
+    assert first == ["R", "G", "B"]
+    card["bands"] = ["red", "green", "blue"]
+    (colour / "dataset.json").write_text(json.dumps(card))
+    assert len(open_datasets([datasets[0], colour])) == 2
+    card["bands"] = ["B08", "green", "blue"]
+    (colour / "dataset.json").write_text(json.dumps(card))
+    with pytest.raises(ShipsegError, match="has bands"):
+        open_datasets([datasets[0], colour])

@@ -90,6 +90,21 @@ def test_parts_of_one_user_prompt_are_one_ship_and_prompts_are_never_merged():
     assert whole.geometry.area == pytest.approx(160 * 20) and whole.score == 0.7
 
 
+def test_merging_only_the_parts_above_a_score_is_what_that_threshold_detects():
+    """A weak part that overlaps a ship joins it at a low threshold (union, best score); above its score the ship
+    is the strong part alone, and a weak part elsewhere is gone: what calibrate sweeps over."""
+    ship = shapely.box(0, 0, 100, 20)
+    smear = shapely.box(10, 0, 140, 30)  # weak, overlapping most of the ship
+    speck = shapely.box(500, 500, 520, 510)
+    merger = ShipMerger(10.0)
+    merger.add([Part(ship, 0.9), Part(smear, 0.2), Part(speck, 0.3)])
+    low = merger.ships()
+    assert len(low) == 2 and max(m.geometry.area for m in low) > ship.area
+    high = merger.above(0.5)
+    assert len(high) == 1 and high.ships()[0].geometry.equals(ship) and high.ships()[0].score == 0.9
+    assert len(merger.above(0.25)) == 2 and len(merger) == 2  # the original merger is unchanged
+
+
 def hull_m(cx, cy, length, beam, heading):
     """A length x beam rectangle centred on (cx, cy) metres, long axis at ``heading`` degrees clockwise from
     north (grid north of a projected CRS)."""

@@ -152,17 +152,20 @@ class Calibration:
 def calibrate(model_path, scene_path, truth_path, bands=None, batch_size: int = 4, device: str = "auto",
               progress=None, grid=metrics.SCORE_GRID, write: bool = True) -> Calibration:
     """Detect once on a labelled scene at the lowest threshold of ``grid``, keep the grid threshold with the best F1
-    at IoU 0.5 (merged ships carry their best part's score, so this matches a run at that threshold up to seam
-    merges) and, with ``write``, store it in the bundle's card (``thresholds.score``; the file is rewritten
+    at IoU 0.5 (the parts scored above each threshold are merged as a detection at that threshold would merge
+    them: the proposals' NMS, refinement and ownership do not depend on weaker proposals, the merge does) and,
+    with ``write``, store it in the bundle's card (``thresholds.score``; the file is rewritten
     atomically). Use a validation scene, never the scenes the model will be scored on."""
     dev = resolve_device(device)
     net, card, _ = load_model(model_path, dev)
     low = dataclasses.replace(card, thresholds={**card.thresholds, "score": min(grid)})
-    pred = detect_scene(scene_path, (net, low), bands=bands, batch_size=batch_size, device=str(dev),
-                        progress=progress)
+    found = []
+    detect_scene(scene_path, (net, low), bands=bands, batch_size=batch_size, device=str(dev), progress=progress,
+                 on_merger=found.append)
     with open_scene(scene_path, card, bands) as scene:
         truth = load_labels(truth_path, scene).ships.geometry.values
-    sweep = metrics.threshold_sweep(pred.geometry.values, pred["score"].to_numpy(), truth, grid)
+    sweep = [(float(t), metrics.match([s.geometry for s in found[0].above(t).ships()] if found else [], truth))
+             for t in grid]
     threshold, best = metrics.best_threshold(sweep)
     previous = float(card.thresholds.get("score", 0.3))
     if write:
