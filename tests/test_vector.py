@@ -12,7 +12,8 @@ from shapely import affinity
 from samgeo_ship.metrics import polygon_iou
 from samgeo_ship.tiling import TileGrid
 from samgeo_ship.vector.attributes import measure, ship_table
-from samgeo_ship.vector.merge import Part, ShipMerger, largest_polygon, merge_parts, owns, touches_edge
+from samgeo_ship.vector.merge import (Part, ShipMerger, largest_polygon, merge_parts, owns, suppress_overlaps,
+                                      touches_edge)
 from samgeo_ship.vector.vectorise import vectorise
 from samgeo_ship.vector.writers import write_ships
 
@@ -103,6 +104,19 @@ def test_merging_only_the_parts_above_a_score_is_what_that_threshold_detects():
     high = merger.above(0.5)
     assert len(high) == 1 and high.ships()[0].geometry.equals(ship) and high.ships()[0].score == 0.9
     assert len(merger.above(0.25)) == 2 and len(merger) == 2  # the original merger is unchanged
+
+
+def test_a_weaker_ship_overlapping_a_stronger_one_is_dropped_but_neighbours_stay():
+    """Two partial masks of one moored ship overlap by 40 % of the smaller (below the merge rule): the weaker goes;
+    ships moored side by side 1 px apart and a ship elsewhere stay, in their order."""
+    strong = Part(shapely.box(0, 0, 100, 20), 0.6)
+    partial = Part(shapely.box(60, 0, 160, 20), 0.4)  # 40 of its 100 m inside the strong one
+    neighbour = Part(shapely.box(0, 21, 100, 41), 0.3)  # moored alongside, touching nothing
+    away = Part(shapely.box(500, 0, 600, 20), 0.2)
+    kept = suppress_overlaps([strong, partial, neighbour, away])
+    assert kept == [strong, neighbour, away]
+    assert suppress_overlaps([partial, strong], overlap=0.5) == [partial, strong]  # 0.4 <= 0.5: both stay
+    assert suppress_overlaps([]) == [] and suppress_overlaps([away]) == [away]
 
 
 def hull_m(cx, cy, length, beam, heading):

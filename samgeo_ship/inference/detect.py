@@ -28,7 +28,7 @@ from samgeo_ship.models.bundle import load_bundle
 from samgeo_ship.raster import Normalisation, Scene
 from samgeo_ship.tiling import TileGrid
 from samgeo_ship.vector.attributes import ship_table
-from samgeo_ship.vector.merge import Part, ShipMerger, largest_polygon, owns, touches_edge
+from samgeo_ship.vector.merge import Part, ShipMerger, largest_polygon, owns, suppress_overlaps, touches_edge
 from samgeo_ship.vector.vectorise import georeference, length_px, vectorise
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "data" / "default.safetensors"
@@ -135,7 +135,8 @@ def detect_scene(scene_path, model=DEFAULT_MODEL, bands=None, boxes=None, points
         batch_size: tiles encoded at once.
         device: "auto", "cpu" or "cuda".
         progress: called as ``progress(tiles_done, tiles_total, ships_so_far)`` (distinct ships after merging
-            across seams; the last call's count is the number of rows returned); raising in it cancels.
+            across seams, before duplicates are dropped; the last call's count is the number of rows returned);
+            raising in it cancels.
         tile_size, overlap: override the bundle card's (see ``with_tiling``).
         on_merger: called with the ShipMerger holding every part found, before the table is made (``calibrate``
             re-merges the parts above each threshold from it).
@@ -164,7 +165,9 @@ def detect_scene(scene_path, model=DEFAULT_MODEL, bands=None, boxes=None, points
             _run(scene, grid, predictor, prompts, max(1, int(batch_size)), merger, progress, min_px)
         if on_merger:
             on_merger(merger)
-        merged = merger.ships()
+        merged = merger.ships() if prompts is not None else suppress_overlaps(merger.ships())
+        if progress:
+            progress(len(grid), len(grid), len(merged))
         geoms = gpd.GeoSeries([m.geometry for m in merged], crs=scene.crs)
         extra = {"prompt": [m.prompt for m in merged]} if prompts is not None else {}
         return ship_table(geoms, [m.score for m in merged], scene.name, model_name, **extra)
@@ -208,7 +211,8 @@ def _torch_threads(device):
 
 def _run(scene, grid, predictor, prompts, batch_size, merger: ShipMerger, progress, min_px: float = 0.0) -> None:
     """The streaming loop: read ahead -> encode/decode in batches -> vectorise in the background -> ``merger``.
-    Progress reports the distinct ships merged so far; the last report is the number of ships detect returns."""
+    Progress reports the distinct ships merged so far; detect_scene makes the last report, after dropping
+    duplicates (``suppress_overlaps``), with the number of ships it returns."""
     total, done = len(grid), 0
     pending: deque = deque()
     wanted = set(prompts) if prompts is not None else None
@@ -245,8 +249,6 @@ def _run(scene, grid, predictor, prompts, batch_size, merger: ShipMerger, progre
             reader.close()
             for future in pending:
                 future.cancel()
-    if progress:
-        progress(total, total, len(merger))
 
 
 def _read_tiles(scene, grid, wanted):

@@ -15,6 +15,7 @@ from samgeo_ship.inference.predictor import resolve_device
 from samgeo_ship.labels import load_labels
 from samgeo_ship.models.bundle import save_bundle
 from samgeo_ship.vector.attributes import measure
+from samgeo_ship.vector.merge import suppress_overlaps
 from samgeo_ship.vector.preview import SHIP_COLOUR, TRUTH_COLOUR, render_preview
 
 
@@ -152,8 +153,8 @@ class Calibration:
 def calibrate(model_path, scene_path, truth_path, bands=None, batch_size: int = 4, device: str = "auto",
               progress=None, grid=metrics.SCORE_GRID, write: bool = True) -> Calibration:
     """Detect once on a labelled scene at the lowest threshold of ``grid``, keep the grid threshold with the best F1
-    at IoU 0.5 (the parts scored above each threshold are merged as a detection at that threshold would merge
-    them: the proposals' NMS, refinement and ownership do not depend on weaker proposals, the merge does) and,
+    at IoU 0.5 (the parts scored above each threshold are merged, and duplicates dropped, as a detection at that
+    threshold would: the proposals' NMS, refinement and ownership do not depend on weaker proposals, those do) and,
     with ``write``, store it in the bundle's card (``thresholds.score``; the file is rewritten
     atomically). Use a validation scene, never the scenes the model will be scored on."""
     dev = resolve_device(device)
@@ -164,8 +165,8 @@ def calibrate(model_path, scene_path, truth_path, bands=None, batch_size: int = 
                  on_merger=found.append)
     with open_scene(scene_path, card, bands) as scene:
         truth = load_labels(truth_path, scene).ships.geometry.values
-    sweep = [(float(t), metrics.match([s.geometry for s in found[0].above(t).ships()] if found else [], truth))
-             for t in grid]
+    ships = (lambda t: suppress_overlaps(found[0].above(t).ships()) if found else [])
+    sweep = [(float(t), metrics.match([s.geometry for s in ships(t)], truth)) for t in grid]
     threshold, best = metrics.best_threshold(sweep)
     previous = float(card.thresholds.get("score", 0.3))
     if write:

@@ -13,6 +13,10 @@ import numpy as np
 import shapely
 
 MERGE_OVERLAP = 0.5  # IoU or intersection-over-smaller above which two detections are one ship
+# Intersection-over-smaller above which the weaker of two learned-prompter ships is a duplicate, chosen on the
+# synthetic validation harbours: detection F1 on syn14 / rgb24 0.921 / 0.891 without, 0.946 / 0.895 at 0.3,
+# 0.951 / 0.905 at 0.2 and at 0.1.
+SUPPRESS_OVERLAP = 0.2
 
 
 @dataclass
@@ -172,6 +176,24 @@ class ShipMerger:
             geom = geom.buffer(half, join_style="mitre").buffer(-half, join_style="mitre")
         return Part(largest_polygon(geom), max(m.score for m in members), any(m.truncated for m in members),
                     min(m.prompt for m in members))
+
+
+def suppress_overlaps(ships: list[Part], overlap: float = SUPPRESS_OVERLAP) -> list[Part]:
+    """``ships`` (merged, in their order) without each one whose intersection with a higher-scored kept ship exceeds
+    ``overlap`` of the smaller's area: partial masks of one moored ship, or of a shoreline, that overlap without
+    meeting the merge rule (MERGE_OVERLAP). For the learned prompter only: a user prompt is always its own ship."""
+    if len(ships) < 2:
+        return list(ships)
+    geoms = np.array([s.geometry for s in ships], dtype=object)
+    areas = shapely.area(geoms)
+    tree = shapely.STRtree(geoms)
+    kept = np.zeros(len(ships), bool)
+    for i in sorted(range(len(ships)), key=lambda k: -ships[k].score):
+        near = tree.query(geoms[i])
+        near = near[kept[near]]
+        inter = shapely.area(shapely.intersection(geoms[i], geoms[near]))
+        kept[i] = not (inter > overlap * np.minimum(areas[i], areas[near])).any()
+    return [s for s, k in zip(ships, kept) if k]
 
 
 def stable_order(geoms, pixel_size: float) -> list[int]:
