@@ -1,8 +1,9 @@
-"""`shipseg calibrate`: choose a model's detection score threshold on a labelled validation scene."""
+"""`shipseg calibrate`: choose a model's detection score threshold on labelled validation scenes."""
 
 import click
 
 from cli.detect import one_line_warnings, progress_reporter
+from samgeo_ship.errors import fail
 from samgeo_ship.inference.evaluate import calibrate as run_calibration
 from samgeo_ship.raster import parse_bands
 
@@ -11,21 +12,27 @@ from samgeo_ship.raster import parse_bands
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.argument("scene", type=click.Path(dir_okay=False))
 @click.argument("truth", type=click.Path(dir_okay=False))
+@click.argument("more", nargs=-1, metavar="[SCENE TRUTH]...", type=click.Path(dir_okay=False))
 @click.option("--bands", default=None, help="Bands by description or 1-based index [default: the model's bands].")
 @click.option("--dry-run", is_flag=True, help="Print the sweep; leave MODEL unchanged.")
 @click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1), help="Tiles encoded at once.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def calibrate(model, scene, truth, bands, dry_run, batch_size, device, quiet):
-    """Set MODEL's detection score threshold to the one with the best F1 at IoU 0.5 on SCENE against TRUTH.
+def calibrate(model, scene, truth, more, bands, dry_run, batch_size, device, quiet):
+    """Set MODEL's detection score threshold to the one with the best F1 at IoU 0.5 on SCENE against TRUTH (with
+    more SCENE TRUTH pairs: the F1 of all their ships pooled).
 
     Training picks a threshold from the prompter's ship centres on validation tiles; this one is measured on what
-    detect returns (masks, seams, merging). Use a labelled scene the model did not train on, and not the scenes
-    you will report scores on. Example: shipseg calibrate ships.safetensors val_scene.tif val_truth.geojson
+    detect returns (masks, seams, merging). Use labelled scenes the model did not train on, and not the scenes
+    you will report scores on. Example: shipseg calibrate ships.safetensors val_a.tif val_a.geojson val_b.tif
+    val_b.geojson
     """
+    if len(more) % 2:
+        raise fail(more[-1], "scenes and truths come in pairs (SCENE TRUTH): no truth file follows this scene")
     with one_line_warnings(), progress_reporter("none" if quiet else "bar") as update:
         result = run_calibration(model, scene, truth, bands=parse_bands(bands), batch_size=batch_size, device=device,
-                                 progress=update, write=not dry_run)
+                                 progress=update, write=not dry_run,
+                                 more=list(zip(more[::2], more[1::2])))
     click.echo(result.table())
     verb = "would change" if dry_run else "changed"
     click.echo(f"{model}: score threshold {verb} from {result.previous:g} to {result.threshold:g} "

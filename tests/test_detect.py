@@ -224,6 +224,25 @@ def test_calibrate_writes_the_best_threshold_into_the_card(tmp_path, scene):
     assert missing.exit_code == 2 and len(missing.stderr.strip().splitlines()) == 1
 
 
+def test_calibrate_pools_the_ships_of_several_scenes(tmp_path, scene):
+    """With more (scene, truth) pairs the sweep scores every scene's ships together: here the same scene twice, once
+    with all three hulls as truth and once with two (the third then counts as a false detection)."""
+    truths = []
+    for name, hulls in (("all", HULLS), ("two", HULLS[:2])):
+        truths.append(tmp_path / f"{name}.geojson")
+        with Scene.open(scene) as s:
+            gpd.GeoDataFrame(geometry=in_crs(hulls, s.transform), crs="EPSG:32631").to_file(truths[-1])
+    alone = [calibrate(DEFAULT_MODEL, scene, t, device="cpu", write=False) for t in truths]
+    both = calibrate(DEFAULT_MODEL, scene, truths[0], device="cpu", write=False, more=[(scene, truths[1])])
+    for (t, pooled), (_, a), (_, b) in zip(both.sweep, alone[0].sweep, alone[1].sweep):
+        assert (pooled.tp, pooled.fp, pooled.fn) == (a.tp + b.tp, a.fp + b.fp, a.fn + b.fn), t
+    assert max(m.tp for _, m in both.sweep) > 0  # the default model finds these hulls: the sum is not 0 + 0
+    odd = run("calibrate", DEFAULT_MODEL, scene, truths[0], scene, "--dry-run", "-q")
+    assert odd.exit_code == 2 and "come in pairs" in odd.stderr and len(odd.stderr.strip().splitlines()) == 1
+    ok = run("calibrate", DEFAULT_MODEL, scene, truths[0], scene, truths[1], "--dry-run", "-q")
+    assert ok.exit_code == 0 and f"to {both.threshold:g}" in ok.stdout, ok.output
+
+
 def test_specks_are_dropped_but_not_ships():
     """A learned-prompter mask whose largest polygon is shorter than min_px (a glint's lone pixels) is no ship; a
     ship is kept, georeferenced in the tile's affine; with min_px 0 (user prompts) every mask is answered."""

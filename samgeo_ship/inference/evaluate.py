@@ -151,22 +151,29 @@ class Calibration:
 
 
 def calibrate(model_path, scene_path, truth_path, bands=None, batch_size: int = 4, device: str = "auto",
-              progress=None, grid=metrics.SCORE_GRID, write: bool = True) -> Calibration:
+              progress=None, grid=metrics.SCORE_GRID, write: bool = True, more=()) -> Calibration:
     """Detect once on a labelled scene at the lowest threshold of ``grid``, keep the grid threshold with the best F1
     at IoU 0.5 (the parts scored above each threshold are merged, and duplicates dropped, as a detection at that
     threshold would: the proposals' NMS, refinement and ownership do not depend on weaker proposals, those do) and,
     with ``write``, store it in the bundle's card (``thresholds.score``; the file is rewritten
-    atomically). Use a validation scene, never the scenes the model will be scored on."""
+    atomically). ``more``: further ``(scene, truth)`` pairs; the F1 is then that of the ships of all scenes pooled
+    (``metrics.pool``), so one threshold serves every kind of scene given. Use validation scenes, never the scenes
+    the model will be scored on."""
     dev = resolve_device(device)
     net, card, _ = load_model(model_path, dev)
     low = dataclasses.replace(card, thresholds={**card.thresholds, "score": min(grid)})
-    found = []
-    detect_scene(scene_path, (net, low), bands=bands, batch_size=batch_size, device=str(dev), progress=progress,
-                 on_merger=found.append)
-    with open_scene(scene_path, card, bands) as scene:
-        truth = load_labels(truth_path, scene).ships.geometry.values
-    ships = (lambda t: suppress_overlaps(found[0].above(t).ships()) if found else [])
-    sweep = [(float(t), metrics.match([s.geometry for s in ships(t)], truth)) for t in grid]
+    scenes = []  # per scene: (the ShipMerger of its parts, or None for a scene with no valid pixels; truth)
+    for scene, truth_file in [(scene_path, truth_path), *more]:
+        found = []
+        detect_scene(scene, (net, low), bands=bands, batch_size=batch_size, device=str(dev), progress=progress,
+                     on_merger=found.append)
+        with open_scene(scene, card, bands) as opened:
+            scenes.append((found[0] if found else None, load_labels(truth_file, opened).ships.geometry.values))
+
+    def at(t):
+        return metrics.pool([metrics.match([s.geometry for s in suppress_overlaps(merger.above(t).ships())]
+                                           if merger else [], truth) for merger, truth in scenes])
+    sweep = [(float(t), at(t)) for t in grid]
     threshold, best = metrics.best_threshold(sweep)
     previous = float(card.thresholds.get("score", 0.3))
     if write:
