@@ -162,13 +162,17 @@ def calibrate(model_path, scene_path, truth_path, bands=None, batch_size: int = 
     dev = resolve_device(device)
     net, card, _ = load_model(model_path, dev)
     low = dataclasses.replace(card, thresholds={**card.thresholds, "score": min(grid)})
+    pairs = [(scene_path, truth_path), *more]
+    truths = []  # every truth read before any detection: a bad file in the last pair fails at once
+    for scene, truth_file in pairs:
+        with open_scene(scene, card, bands) as opened:
+            truths.append(load_labels(truth_file, opened).ships.geometry.values)
     scenes = []  # per scene: (the ShipMerger of its parts, or None for a scene with no valid pixels; truth)
-    for scene, truth_file in [(scene_path, truth_path), *more]:
+    for (scene, _), truth in zip(pairs, truths):
         found = []
         detect_scene(scene, (net, low), bands=bands, batch_size=batch_size, device=str(dev), progress=progress,
                      on_merger=found.append)
-        with open_scene(scene, card, bands) as opened:
-            scenes.append((found[0] if found else None, load_labels(truth_file, opened).ships.geometry.values))
+        scenes.append((found[0] if found else None, truth))
 
     def at(t):
         return metrics.pool([metrics.match([s.geometry for s in suppress_overlaps(merger.above(t).ships())]
