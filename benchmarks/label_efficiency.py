@@ -110,6 +110,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=3, help="epochs of the trainings on all ships [%(default)s]")
     p.add_argument("--fewshot-steps", type=int, default=40,
                    help="few-shot trainings run at least this many optimiser steps [%(default)s]")
+    p.add_argument("--base", type=Path, default=None, metavar="BUNDLE",
+                   help="use this base model (it must never have seen sen2ships, e.g. "
+                        "benchmarks/models/synthetic_base.safetensors) instead of training one [train one]")
     p.add_argument("--base-epochs", type=int, default=4, help="[%(default)s]")
     p.add_argument("--base-scenes", type=int, default=2, help="synthetic harbours for the base model [%(default)s]")
     p.add_argument("--batch-size", type=int, default=8, help="[%(default)s]")
@@ -228,7 +231,14 @@ def write_ships(ships: gpd.GeoSeries, path: Path) -> Path:
 
 # ---- models ------------------------------------------------------------------------------------------------------
 def base_model(args) -> tuple[Path, dict]:
-    """The synthetic-only base model, trained once and cached (its recipe is in the file name); (path, info)."""
+    """The synthetic-only base model, trained once and cached (its recipe is in the file name), or ``--base``;
+    (path, info)."""
+    if args.base:
+        card = load_bundle(args.base)[1]
+        return args.base, {"given": str(args.base), "scenes": card.training.get("datasets", []),
+                           "epochs": card.training["epochs"], "steps": card.training["steps"],
+                           "ships": card.training["ships"]["train"], "threshold": card.thresholds["score"],
+                           "cached": True}
     path = args.out / "models" / f"base_syn{args.base_scenes}_e{args.base_epochs}_s{args.seed}.safetensors"
     info_path = path.with_suffix(".json")
     if path.exists() and info_path.exists():
@@ -247,6 +257,17 @@ def base_model(args) -> tuple[Path, dict]:
     with atomic_file(info_path) as tmp:
         Path(tmp).write_text(json.dumps(info, indent=1))
     return path, {**info, "cached": False}
+
+
+def base_sentence(base: dict, a: dict) -> str:
+    """How the base model was made, for the report."""
+    if base.get("given"):
+        names = ", ".join(Path(d["scene"]).stem for d in base["scenes"] if d.get("role") == "train")
+        return (f"Base: {Path(base['given']).name}, sam_tiny trained from random initialisation on synthetic "
+                f"harbours only ({names}; {base['ships']} ships), {base['epochs']} epochs ({base['steps']} steps).")
+    return (f"Base: sam_tiny trained from random initialisation on {a['base_scenes']} synthetic Sentinel-2 "
+            f"harbour(s) ({base['ships']} ships), {a['base_epochs']} epochs ({base['steps']} steps), "
+            f"{base['seconds']:.0f} s{' (cached from an earlier run)' if base['cached'] else ''}.")
 
 
 def report_epoch(r: dict) -> None:
@@ -518,9 +539,7 @@ def markdown(result: dict) -> str:
                   None)
     return "\n".join([
         "# Label efficiency on sen2ships", "",
-        f"Base: sam_tiny trained from random initialisation on {a['base_scenes']} synthetic Sentinel-2 harbour(s) "
-        f"({base['ships']} ships), {a['base_epochs']} epochs ({base['steps']} steps), {base['seconds']:.0f} s"
-        f"{' (cached from an earlier run)' if base['cached'] else ''}. Labelled ships from "
+        base_sentence(base, a) + " Labelled ships from "
         f"{', '.join(a['train_scenes'])}; scored on {', '.join(a['test_scenes'])} ({ships} ships, pooled). "
         f"Bands B04,B03,B02, 64 px tiles, 8 px overlap; {a['threads']} thread(s), seed {a['seed']}.", "",
         *lines, "",
@@ -629,8 +648,7 @@ def main(argv=None) -> dict:
           f"{', '.join(args.test_scenes)} ({t_data - started:.0f} s)", flush=True)
     base, base_info = base_model(args)
     t_base = time.perf_counter()
-    print(f"base model {base.name}: {base_info['seconds']:.0f} s{' (cached)' if base_info['cached'] else ''}",
-          flush=True)
+    print(f"base model {base.name}: {base_sentence(base_info, vars(args))}", flush=True)
     print("adapting", flush=True)
     runs = [{"method": "base", "k": 0, "draw": 0, "scene": None, "ship_ids": [], "labelled": 0, "model": str(base),
              "seconds": 0.0}] + adapt(args, base, sets, ships)

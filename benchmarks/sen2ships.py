@@ -78,6 +78,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--patience", type=int, default=4, help="[%(default)s]")
     p.add_argument("--synthetic", type=int, default=0, metavar="N",
                    help="add N synthetic harbours (1024 px, 90 ships) to each fold's training set [%(default)s]")
+    p.add_argument("--init", type=Path, default=None, metavar="BUNDLE",
+                   help="start every fold from this model (one that has never seen sen2ships, e.g. "
+                        "benchmarks/models/synthetic_base.safetensors) instead of random weights [random]")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="training budget per fold: stop after the first epoch past it (best epoch kept) [none]")
+    p.add_argument("--skip-train", action="store_true",
+                   help="score the fold models already in OUT/models/ (e.g. trained elsewhere) instead of training")
     p.add_argument("--seed", type=int, default=0, help="[%(default)s]")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads for training [%(default)s]")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -176,10 +183,15 @@ def moored(scene_path: Path, ships) -> np.ndarray:
 # ---- one fold ----------------------------------------------------------------------------------------------------
 def train_fold(k: int, train_sets: list[Path], val_set: Path, args) -> Path:
     path = args.out / "models" / f"fold{k}.safetensors"
+    if args.skip_train:
+        if not path.exists():
+            sys.exit(f"--skip-train: {path} does not exist")
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     config = TrainConfig(model_type=args.model_type, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          patience=args.patience, seed=args.seed, device=args.device, negatives=args.negatives,
-                         threads=args.threads)
+                         threads=args.threads, init=str(args.init) if args.init else None,
+                         max_minutes=args.max_minutes)
     report = lambda r: print(f"  epoch {r['epoch']}: loss {r['loss']:.3f}, val mask IoU {r.get('mask_iou', 0):.3f}"
                              f" ({r['seconds']:.0f} s)", flush=True)
     train(train_sets, path, config, val_datasets=[val_set], on_epoch=report)
@@ -270,7 +282,9 @@ def markdown(result: dict) -> str:
     a = result["args"]
     return "\n".join([
         f"# sen2ships cross-validation: folds {','.join(map(str, a['folds']))}", "",
-        f"{a['model_type']}, {a['epochs']} epochs, tiles {a['tile_size']} px (overlap {a['overlap']}), bands "
+        f"{a['model_type']} from {Path(a['init']).name if a['init'] else 'random weights'}, {a['epochs']} epochs"
+        f"{', at most ' + format(a['max_minutes'], 'g') + ' min' if a['max_minutes'] else ''} per fold"
+        f"{' (models trained elsewhere, scored here)' if a['skip_train'] else ''}, tiles {a['tile_size']} px (overlap {a['overlap']}), bands "
         f"{a['bands']}, batch {a['batch_size']}, lr {a['lr']:g}, negatives {a['negatives']:g}, "
         f"{a['synthetic']} synthetic scenes, seed {a['seed']}, {a['threads']} thread(s).", "",
         *lines, "",

@@ -10,27 +10,8 @@ work="${1:-/tmp/shipseg-default}"
 device="${DEVICE:-auto}"
 mkdir -p "$work" && cd "$work"
 
-# 4x upsampling (64 px tiles -> the 256 px sam_tiny input): 18 px ships need it to cover enough patches.
+SHIPSEG="$shipseg" bash "$here/scripts/synth_harbours.sh"
 prep=(--bands B04,B03,B02 --tile-size 64 --overlap 8 -q --overwrite)
-# Synthetic harbours, 16-bit Sentinel-2-like (syn*) and 8-bit RGB (rgb*); 14 and 24 validate, the rest train.
-for seed in 11 12 13 14; do
-  "$shipseg" synth "syn$seed.tif" --size 1024x1024 --bands s2 --ships 90 --seed "$seed" -q --overwrite
-  "$shipseg" prepare "syn$seed.tif" "syn$seed.geojson" -o "syn$seed" "${prep[@]}"
-done
-for seed in 21 22 23 24; do
-  "$shipseg" synth "rgb$seed.tif" --size 1024x1024 --bands rgb8 --ships 90 --seed "$seed" -q --overwrite
-  "$shipseg" prepare "rgb$seed.tif" "rgb$seed.geojson" -o "rgb$seed" "${prep[@]}"
-done
-# Stage 4 adds five harbours with 50 ships (less crowded, like the samples), one of them in EPSG:4326.
-for seed in 15 16; do
-  "$shipseg" synth "syn$seed.tif" --size 1024x1024 --bands s2 --ships 50 --seed "$seed" -q --overwrite
-  "$shipseg" prepare "syn$seed.tif" "syn$seed.geojson" -o "syn$seed" "${prep[@]}"
-done
-for seed in 25 26 27; do
-  crs=(); [ "$seed" = 27 ] && crs=(--crs EPSG:4326)
-  "$shipseg" synth "rgb$seed.tif" --size 1024x1024 --bands rgb8 --ships 50 --seed "$seed" "${crs[@]}" -q --overwrite
-  "$shipseg" prepare "rgb$seed.tif" "rgb$seed.geojson" -o "rgb$seed" "${prep[@]}"
-done
 train=(syn11 syn12 syn13 rgb21 rgb22 rgb23)
 for scene in algiers busan cartagena gdynia genoa hedland klang marseille valencia; do
   "$shipseg" prepare "$data/$scene/scene.tif" "$data/$scene/labels.coco.json" -o "$scene" "${prep[@]}"
