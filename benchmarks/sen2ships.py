@@ -2,6 +2,10 @@
 
     .venv/bin/python benchmarks/sen2ships.py [--folds 1,2,3] [--epochs N] [--synthetic N] [--quick] ...
 
+Every fold starts from SYNTHETIC_BASE (--init), a sam_tiny trained on synthetic harbours only, so it has seen no
+sen2ships scene, as a user starts from pretrained weights; --max-minutes bounds each fold's training so that the
+three folds fit in an hour on 2 CPU cores.
+
 Three folds of three test scenes each (FOLDS), one scene per latitude band (north of 40 deg N, 30-40 deg N, below
 15 deg N) so that every fold mixes latitudes, climates and water colours. Each fold trains with the library's
 ``train()`` (what ``shipseg train`` runs) on the other six scenes less one VALIDATION scene; the validation scene
@@ -62,37 +66,41 @@ MOORED_WITHIN_M = 30.0
 SIEVE_PX = 100
 PLACES = ("moored", "at sea")
 SYNTH_SEED = 100
+SYNTHETIC_BASE = ROOT / "benchmarks" / "models" / "synthetic_base.safetensors"  # scripts/train_synthetic_base.sh
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--folds", default="1,2,3", help="which folds to run, 1-based [%(default)s]")
-    p.add_argument("--epochs", type=int, default=6, help="[%(default)s]")
+    p.add_argument("--epochs", type=int, default=30, help="[%(default)s]")
     p.add_argument("--tile-size", type=int, default=64, help="[%(default)s]")
     p.add_argument("--overlap", type=int, default=8, help="[%(default)s]")
     p.add_argument("--bands", default="B04,B03,B02", help="[%(default)s]")
     p.add_argument("--model-type", default="sam_tiny", help="[%(default)s]")
     p.add_argument("--batch-size", type=int, default=8, help="[%(default)s]")
-    p.add_argument("--lr", type=float, default=2e-3, help="[%(default)s]")
-    p.add_argument("--negatives", type=float, default=0.05, help="share of shipless tiles per epoch [%(default)s]")
-    p.add_argument("--patience", type=int, default=4, help="[%(default)s]")
+    p.add_argument("--lr", type=float, default=1e-3, help="[%(default)s]")
+    p.add_argument("--negatives", type=float, default=0.2, help="share of shipless tiles per epoch [%(default)s]")
+    p.add_argument("--patience", type=int, default=6, help="[%(default)s]")
     p.add_argument("--synthetic", type=int, default=0, metavar="N",
                    help="add N synthetic harbours (1024 px, 90 ships) to each fold's training set [%(default)s]")
-    p.add_argument("--init", type=Path, default=None, metavar="BUNDLE",
-                   help="start every fold from this model (one that has never seen sen2ships, e.g. "
-                        "benchmarks/models/synthetic_base.safetensors) instead of random weights [random]")
-    p.add_argument("--max-minutes", type=float, default=None,
-                   help="training budget per fold: stop after the first epoch past it (best epoch kept) [none]")
+    p.add_argument("--init", default=str(SYNTHETIC_BASE), metavar="BUNDLE|random",
+                   help="start every fold from this model, which must never have seen sen2ships, or 'random' "
+                        "for random weights [%(default)s]")
+    p.add_argument("--max-minutes", type=float, default=11.0,
+                   help="training budget per fold: stop after the first epoch past it, best epoch kept (0: none) "
+                        "[%(default)s]")
     p.add_argument("--skip-train", action="store_true",
                    help="score the fold models already in OUT/models/ (e.g. trained elsewhere) instead of training")
     p.add_argument("--seed", type=int, default=0, help="[%(default)s]")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads for training [%(default)s]")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads for training [%(default)s]")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--data", type=Path, default=DATA, help="the sen2ships folder [%(default)s]")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "sen2ships", help="[%(default)s]")
     p.add_argument("--quick", action="store_true", help="a smoke run of this script: the first fold, 1 epoch")
     args = p.parse_args(argv)
     args.folds = [int(k) for k in args.folds.split(",")]
+    args.init = None if args.init == "random" else args.init
+    args.max_minutes = args.max_minutes or None
     if not all(1 <= k <= len(FOLDS) for k in args.folds):
         p.error(f"--folds takes numbers 1-{len(FOLDS)}")
     if args.quick:
@@ -190,7 +198,7 @@ def train_fold(k: int, train_sets: list[Path], val_set: Path, args) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     config = TrainConfig(model_type=args.model_type, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          patience=args.patience, seed=args.seed, device=args.device, negatives=args.negatives,
-                         threads=args.threads, init=str(args.init) if args.init else None,
+                         threads=args.threads, init=args.init,
                          max_minutes=args.max_minutes)
     report = lambda r: print(f"  epoch {r['epoch']}: loss {r['loss']:.3f}, val mask IoU {r.get('mask_iou', 0):.3f}"
                              f" ({r['seconds']:.0f} s)", flush=True)
@@ -334,7 +342,9 @@ def plot(result: dict, out: Path) -> None:
     and place."""
     groups = [(f"fold {f['fold']}", f["pooled"]) for f in result["folds"]] + [("overall", result["overall"])]
     names, rows = [g for g, _ in groups], [r for _, r in groups]
-    title = f"sen2ships cross-validation, {result['args']['epochs']} epochs"
+    a = result["args"]
+    budget = f" (at most {a['max_minutes']:g} min per fold)" if a.get("max_minutes") else ""
+    title = f"sen2ships cross-validation, up to {a['epochs']} epochs{budget}"
     bar_chart(out / "scores.png", title + ": F1 @ IoU 0.5 and mask IoU", names,
               [(k, [r[key] for r in rows]) for k, key in (("F1", "f1"), ("box-prompt IoU", "box_prompt_iou"),
                                                           ("filled-box IoU", "box_baseline_iou"))])
