@@ -198,8 +198,7 @@ def train_fold(k: int, train_sets: list[Path], val_set: Path, args) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     config = TrainConfig(model_type=args.model_type, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          patience=args.patience, seed=args.seed, device=args.device, negatives=args.negatives,
-                         threads=args.threads, init=args.init,
-                         max_minutes=args.max_minutes)
+                         threads=args.threads, init=args.init, max_minutes=args.max_minutes)
     report = lambda r: print(f"  epoch {r['epoch']}: loss {r['loss']:.3f}, val mask IoU {r.get('mask_iou', 0):.3f}"
                              f" ({r['seconds']:.0f} s)", flush=True)
     train(train_sets, path, config, val_datasets=[val_set], on_epoch=report)
@@ -292,7 +291,8 @@ def markdown(result: dict) -> str:
         f"# sen2ships cross-validation: folds {','.join(map(str, a['folds']))}", "",
         f"{a['model_type']} from {Path(a['init']).name if a['init'] else 'random weights'}, {a['epochs']} epochs"
         f"{', at most ' + format(a['max_minutes'], 'g') + ' min' if a['max_minutes'] else ''} per fold"
-        f"{' (models trained elsewhere, scored here)' if a['skip_train'] else ''}, tiles {a['tile_size']} px (overlap {a['overlap']}), bands "
+        f"{' (models trained elsewhere, scored here)' if a['skip_train'] else ''}, tiles {a['tile_size']} px "
+        f"(overlap {a['overlap']}), bands "
         f"{a['bands']}, batch {a['batch_size']}, lr {a['lr']:g}, negatives {a['negatives']:g}, "
         f"{a['synthetic']} synthetic scenes, seed {a['seed']}, {a['threads']} thread(s).", "",
         *lines, "",

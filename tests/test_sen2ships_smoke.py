@@ -65,9 +65,9 @@ def test_fine_tuned_on_one_real_scene_detection_finds_ships_on_another(sen2ships
     # The real path end to end: detection (prompter, decoder, vectorising, matching at IoU 0.5) finds ships of a
     # scene the model never saw, at the lowest threshold of calibrate's sweep. Fine-tuning on real labels lowers the
     # prompter's scores (on this window nothing is found above 0.2, the card's 0.3 finds one ship), so the test
-    # reads the sweep rather than the card's threshold. Measured: 3 of the 14 ships (recall 0.21, precision 0.05);
-    # a broken stage (tiles off their labels, prompts or masks in the wrong pixels, a bundle that loses the
-    # fine-tuned weights) finds none.
+    # reads the sweep rather than the card's threshold. Measured: 3 of the 14 ships (recall 0.21, precision 0.05;
+    # the base alone finds 2 at 0.1). A broken stage (tiles off their labels, prompts or masks in the wrong pixels
+    # of a cropped scene, a fine-tuned bundle that cannot be used) finds none.
     sweep = dict(calibrate(result.path, scene, truth, device="cpu").sweep)
     lowest = sweep[min(sweep)]
     assert lowest.n_truth == 14
