@@ -128,6 +128,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="a smoke run of this script: 1 synthetic scene, 1 epoch each, k 1 and all, one draw, the "
                         "first test scene")
     args = p.parse_args(argv)
+    if args.base and not args.base.is_file():
+        p.error(f"--base {args.base}: no such model bundle")
     args.train_scenes = args.train_scenes.split(",")
     args.test_scenes = args.test_scenes.split(",")
     if set(args.train_scenes) & set(args.test_scenes):

@@ -100,9 +100,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.folds = [int(k) for k in args.folds.split(",")]
     args.init = None if args.init == "random" else args.init
+    if args.init and not Path(args.init).is_file():
+        p.error(f"--init {args.init}: no such model bundle")
     args.max_minutes = args.max_minutes or None
     if not all(1 <= k <= len(FOLDS) for k in args.folds):
         p.error(f"--folds takes numbers 1-{len(FOLDS)}")
+    missing = [k for k in args.folds if not (args.out / "models" / f"fold{k}.safetensors").is_file()]
+    if args.skip_train and missing:
+        p.error(f"--skip-train: no fold model {args.out / 'models' / f'fold{missing[0]}.safetensors'}")
     if args.quick:
         args.folds, args.epochs = args.folds[:1], 1
     return args
@@ -192,8 +197,6 @@ def moored(scene_path: Path, ships) -> np.ndarray:
 def train_fold(k: int, train_sets: list[Path], val_set: Path, args) -> Path:
     path = args.out / "models" / f"fold{k}.safetensors"
     if args.skip_train:
-        if not path.exists():
-            sys.exit(f"--skip-train: {path} does not exist")
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     config = TrainConfig(model_type=args.model_type, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
