@@ -9,8 +9,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from conftest import PLUGIN, PLUGIN_DIR, truth_count
 
 SCRIPT = Path(__file__).resolve().parent / "desktop_script.py"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from qgis.core import QgsProject, QgsRasterLayer, QgsVectorLayer
+from qgis.core import QgsProject, QgsVectorLayer
 
 from conftest import REPO, heavy_modules, truth_count, wait_for
 
