@@ -46,6 +46,7 @@ FOLDS = [("gdynia", "algiers", "cartagena"), ("genoa", "valencia", "hedland"), (
 VARIANTS = "pct_rgb,pct_rgbn,pct_nrg,pctw_rgbn,log_rgbn,top_rgbn,top_nrg,ltop_rgbn"
 LOG_RANGE = (math.log(200.0), math.log(50000.0))
 BANDS = {"rgb": [0, 1, 2], "rgbn": [0, 1, 2, 3], "nrg": [3, 0, 1]}
+STRETCHES = ("pct", "pctw", "log", "top", "ltop")
 CROP, BATCH, THRESHOLD, MIN_PX = 96, 16, 0.5, 8
 
 
@@ -101,7 +102,7 @@ def stretch(dn: torch.Tensor, low: float, high: float = 0.99) -> tuple[torch.Ten
 def features(variant: str, dn: torch.Tensor) -> torch.Tensor:
     kind, bands = variant.split("_")
     logv = ((dn.clamp(min=1).log() - LOG_RANGE[0]) / (LOG_RANGE[1] - LOG_RANGE[0])).clamp(0, 1)
-    if kind in ("pct", "top"):
+    if kind in ("pct", "top"):  # kind is one of STRETCHES (main checks)
         x, span = stretch(dn, 0.01)
         if kind == "top":
             x = torch.cat([x, ((dn - opening(dn)) / span * 3).clamp(0, 1)])
@@ -111,8 +112,6 @@ def features(variant: str, dn: torch.Tensor) -> torch.Tensor:
         x = logv
     elif kind == "ltop":
         x = torch.cat([logv, ((logv - opening(logv)) * 4).clamp(0, 1)])
-    else:
-        raise ValueError(f"unknown stretch {kind!r}")
     idx = BANDS[bands] + ([i + 4 for i in BANDS[bands]] if len(x) == 8 else [])
     return x[idx].contiguous()
 
@@ -227,6 +226,13 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "input_probe.json")
     args = p.parse_args(argv)
+    for v in args.variants.split(","):
+        kind, _, bands = v.partition("_")
+        if kind not in STRETCHES or bands not in BANDS:
+            p.error(f"--variants: {v!r} is not STRETCH_BANDS with STRETCH in {', '.join(STRETCHES)} and BANDS in "
+                    f"{', '.join(BANDS)}")
+    if not set(args.folds.split(",")) <= {"1", "2", "3"}:
+        p.error(f"--folds: {args.folds!r} is not a list of 1, 2, 3")
     if args.pack is None and not DATA.is_dir():
         p.error(f"no sen2ships data at {DATA} (set SHIPSEG_SEN2SHIPS)")
     if args.pack is not None and not args.pack.is_file():
