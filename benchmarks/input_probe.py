@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -41,8 +40,8 @@ sys.path[:0] = [str(ROOT)]
 
 from samgeo_ship.atomic import atomic_file  # noqa: E402
 
-DATA = Path(os.environ.get("SHIPSEG_SEN2SHIPS", ROOT.parent / "shared" / "data" / "sen2ships"))
-FOLDS = [("gdynia", "algiers", "cartagena"), ("genoa", "valencia", "hedland"), ("marseille", "busan", "klang")]
+from _sen2ships_split import DATA, FOLDS  # noqa: E402
+
 VARIANTS = "pct_rgb,pct_rgbn,pct_nrg,pctw_rgbn,log_rgbn,top_rgbn,top_nrg,ltop_rgbn"
 LOG_RANGE = (math.log(200.0), math.log(50000.0))
 BANDS = {"rgb": [0, 1, 2], "rgbn": [0, 1, 2, 3], "nrg": [3, 0, 1]}

@@ -56,12 +56,8 @@ from samgeo_ship.raster import Scene, parse_bands  # noqa: E402
 from samgeo_ship.synthetic import SynthSpec, make_scene  # noqa: E402
 from samgeo_ship.training import TrainConfig, train  # noqa: E402
 
-DATA = Path(os.environ.get("SHIPSEG_SEN2SHIPS", ROOT.parent / "shared" / "data" / "sen2ships"))
-# Test scenes per fold, each from north of 40 deg N (gdynia 54.5, genoa 44.4, marseille 43.3), 30-40 deg N
-# (valencia 39.4, algiers 36.8, busan 35.1) and below 15 deg N (cartagena 10.4, klang 3.0, hedland -20.3).
-FOLDS = (("gdynia", "algiers", "cartagena"), ("genoa", "valencia", "hedland"), ("marseille", "busan", "klang"))
-# Per fold, a scene of the other folds held out of training: it stops training and sets the score threshold.
-VALIDATION = ("hedland", "klang", "cartagena")
+from _sen2ships_split import DATA, FOLDS, VALIDATION  # noqa: E402
+
 MOORED_WITHIN_M = 30.0
 SIEVE_PX = 100
 PLACES = ("moored", "at sea")
