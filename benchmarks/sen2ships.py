@@ -87,6 +87,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "[%(default)s]")
     p.add_argument("--skip-train", action="store_true",
                    help="score the fold models already in OUT/models/ (e.g. trained elsewhere) instead of training")
+    p.add_argument("--contrast-band", default=None, metavar="BAND",
+                   help="also choose on the validation scene the least contrast of a ship against its water in this "
+                        "band (shipseg calibrate --contrast-band), e.g. B08 [none]")
     p.add_argument("--seed", type=int, default=0, help="[%(default)s]")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads for training [%(default)s]")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -206,9 +209,11 @@ def train_fold(k: int, train_sets: list[Path], val_set: Path, args) -> Path:
 
 def tune_threshold(model: Path, scene: Path, labels: Path, args) -> dict:
     """The validation scene's best detection threshold, written into the bundle's card (shipseg calibrate)."""
-    c = calibrate(model, scene, labels, batch_size=args.batch_size, device=args.device)
+    c = calibrate(model, scene, labels, batch_size=args.batch_size, device=args.device,
+                  contrast_band=args.contrast_band)
     return {"threshold": c.threshold, "val_f1": c.best.f1, "val_precision": c.best.precision,
-            "val_recall": c.best.recall, "sweep": {t: round(m.f1, 4) for t, m in c.sweep}}
+            "val_recall": c.best.recall, "sweep": {t: round(m.f1, 4) for t, m in c.sweep},
+            "contrast": c.contrast, "contrast_sweep": {c_: round(m.f1, 4) for c_, m in c.contrast_sweep}}
 
 
 def run_fold(k: int, args, extra: list[Path]) -> dict:
@@ -221,7 +226,8 @@ def run_fold(k: int, args, extra: list[Path]) -> dict:
                        with_ships(prepared(val, *scene_files(args.data, val), args)), args)
     t1, c1 = time.perf_counter(), time.process_time()
     tuned = tune_threshold(model, *scene_files(args.data, val), args)
-    print(f"  score threshold {tuned['threshold']:g} (F1 {tuned['val_f1']:.3f} on {val})", flush=True)
+    least = f", least {args.contrast_band} contrast {tuned['contrast']['min']:g}" if args.contrast_band else ""
+    print(f"  score threshold {tuned['threshold']:g}{least} (F1 {tuned['val_f1']:.3f} on {val})", flush=True)
     t2, c2 = time.perf_counter(), time.process_time()
     scored = {}
     for name in tests:
@@ -267,6 +273,12 @@ def group_cell(g: dict) -> str:
     return f"{fmt(g['recall'], 2)} ({g['found']}/{g['ships']})"
 
 
+def threshold_cell(fold: dict) -> str:
+    """The fold's score threshold, with the least contrast after a slash when one was chosen."""
+    least = fold.get("contrast") or {}
+    return f"{fold['threshold']:g}" + (f" / {least['min']:g}" if least else "")
+
+
 def markdown(result: dict) -> str:
     head = ["", "ships", "threshold", "P", "R", "F1 @0.5", "matched IoU", "box-prompt IoU", "filled box IoU",
             "median length err", *[f"R {c}" for c in metrics.SIZE_CLASSES], *[f"R {p}" for p in PLACES]]
@@ -282,8 +294,8 @@ def markdown(result: dict) -> str:
 
     for f in result["folds"]:
         for name, r in f["scenes"].items():
-            row(f"{name} (fold {f['fold']})", r, f"{f['threshold']:g}")
-        row(f"**fold {f['fold']}**", f["pooled"], f"{f['threshold']:g}")
+            row(f"{name} (fold {f['fold']})", r, threshold_cell(f))
+        row(f"**fold {f['fold']}**", f["pooled"], threshold_cell(f))
     row("**overall**", result["overall"])
     a = result["args"]
     return "\n".join([
@@ -296,7 +308,9 @@ def markdown(result: dict) -> str:
         f"{a['synthetic']} synthetic scenes, seed {a['seed']}, {a['threads']} thread(s).", "",
         *lines, "",
         "Pooled over ships. Sizes: small < 100 px area, medium 100-400 px, large > 400 px. Moored: within "
-        f"{MOORED_WITHIN_M:g} m of land (NDWI rule). Threshold chosen on each fold's validation scene.", "",
+        f"{MOORED_WITHIN_M:g} m of land (NDWI rule). Threshold chosen on each fold's validation scene"
+        + (f", with the least {a['contrast_band']} contrast of a ship against its water (after the slash)."
+           if a.get("contrast_band") else "."), "",
         f"Wall time: {result['wall_seconds'] / 60:.1f} min (prepare {result['prepare_seconds']:.0f} s; per fold "
         + "; ".join(f"{f['fold']}: train {f['seconds']['train']:.0f} s, threshold {f['seconds']['threshold']:.0f} s,"
                     f" evaluate {f['seconds']['evaluate']:.0f} s" for f in result["folds"])

@@ -14,17 +14,22 @@ from samgeo_ship.raster import parse_bands
 @click.argument("truth", type=click.Path(dir_okay=False))
 @click.argument("more", nargs=-1, metavar="[SCENE TRUTH]...", type=click.Path(dir_okay=False))
 @click.option("--bands", default=None, help="Bands by description or 1-based index [default: the model's bands].")
+@click.option("--contrast-band", default=None, metavar="BAND",
+              help="Also choose the least contrast of a ship against the water around it in this band (near "
+                   "infrared: B08 for Sentinel-2); detection then drops ships below it. Every scene needs the band.")
 @click.option("--dry-run", is_flag=True, help="Print the sweep; leave MODEL unchanged.")
 @click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1), help="Tiles encoded at once.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def calibrate(model, scene, truth, more, bands, dry_run, batch_size, device, quiet):
+def calibrate(model, scene, truth, more, bands, contrast_band, dry_run, batch_size, device, quiet):
     """Set MODEL's detection score threshold to the one with the best F1 at IoU 0.5 on SCENE against TRUTH (with
     more SCENE TRUTH pairs: the F1 of all their ships pooled).
 
     Training picks a threshold from the prompter's ship centres on validation tiles; this one is measured on what
     detect returns (masks, seams, merging). Use labelled scenes the model did not train on, and not the scenes
-    you will report scores on. Example: shipseg calibrate ships.safetensors val_a.tif val_a.geojson val_b.tif
+    you will report scores on. With --contrast-band B08 the minimum contrast of a ship against the water around it
+    in near infrared is chosen with the threshold (0: no test), the classical detectors' clutter test that drops
+    false alarms on hazy water. Example: shipseg calibrate ships.safetensors val_a.tif val_a.geojson val_b.tif
     val_b.geojson
     """
     if len(more) % 2:
@@ -32,8 +37,9 @@ def calibrate(model, scene, truth, more, bands, dry_run, batch_size, device, qui
     with one_line_warnings(), progress_reporter("none" if quiet else "bar") as update:
         result = run_calibration(model, scene, truth, bands=parse_bands(bands), batch_size=batch_size, device=device,
                                  progress=update, write=not dry_run,
-                                 more=list(zip(more[::2], more[1::2])))
+                                 more=list(zip(more[::2], more[1::2])), contrast_band=contrast_band)
     click.echo(result.table())
     verb = "would change" if dry_run else "changed"
     click.echo(f"{model}: score threshold {verb} from {result.previous:g} to {result.threshold:g} "
-               f"(F1 {result.best.f1:.3f}, precision {result.best.precision:.3f}, recall {result.best.recall:.3f})")
+               f"(F1 {result.best.f1:.3f}, precision {result.best.precision:.3f}, recall {result.best.recall:.3f})"
+               + (f"; least {contrast_band} contrast {result.contrast['min']:g}" if contrast_band else ""))

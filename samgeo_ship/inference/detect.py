@@ -22,6 +22,7 @@ import torch
 from affine import Affine
 
 from samgeo_ship.errors import NoValidPixels, ShipsegError, fail
+from samgeo_ship.inference.contrast import keep, ring_contrast
 from samgeo_ship.inference.predictor import TilePredictor, resolve_device
 from samgeo_ship.inference.prompts import assign_prompts, read_prompt_file
 from samgeo_ship.models.bundle import load_bundle
@@ -166,11 +167,33 @@ def detect_scene(scene_path, model=DEFAULT_MODEL, bands=None, boxes=None, points
         if on_merger:
             on_merger(merger)
         merged = merger.ships() if prompts is not None else suppress_overlaps(merger.ships())
+        if prompts is None and card.contrast.get("min", 0) > 0:
+            with contrast_band(scene_path, card.contrast["band"]) as band:
+                if band is not None:
+                    merged = [m for m, k in zip(merged, keep(ring_contrast(band, [m.geometry for m in merged]),
+                                                             card.contrast["min"])) if k]
         if progress:
             progress(len(grid), len(grid), len(merged))
         geoms = gpd.GeoSeries([m.geometry for m in merged], crs=scene.crs)
         extra = {"prompt": [m.prompt for m in merged]} if prompts is not None else {}
         return ship_table(geoms, [m.score for m in merged], scene.name, model_name, **extra)
+
+
+@contextlib.contextmanager
+def contrast_band(scene_path, band: str):
+    """The scene opened on the band of the model's contrast test (see samgeo_ship.inference.contrast), or None with a
+    DetectWarning when the scene has no band of that name (the test is then skipped)."""
+    try:
+        opened = Scene.open(scene_path, bands=[band])
+    except ShipsegError as exc:
+        if "no band named" not in str(exc):
+            raise
+        warnings.warn(f"{Path(scene_path).name}: no band named {band}, so the model's contrast test against the "
+                      "water is skipped (more false alarms)", DetectWarning, stacklevel=4)
+        yield None
+        return
+    with opened:
+        yield opened
 
 
 def _no_ships(scene_path, card, bands, model_name, why, progress, user_prompts) -> gpd.GeoDataFrame:
