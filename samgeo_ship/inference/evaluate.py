@@ -14,8 +14,8 @@ from samgeo_ship.inference.contrast import CONTRAST_GRID, keep, ring_contrast
 from samgeo_ship.inference.detect import detect_scene, load_model, open_scene
 from samgeo_ship.inference.predictor import resolve_device
 from samgeo_ship.labels import load_labels
-from samgeo_ship.raster import Scene
 from samgeo_ship.models.bundle import save_bundle
+from samgeo_ship.raster import Scene
 from samgeo_ship.vector.attributes import measure
 from samgeo_ship.vector.merge import suppress_overlaps
 from samgeo_ship.vector.preview import SHIP_COLOUR, TRUTH_COLOUR, render_preview
@@ -194,9 +194,11 @@ def calibrate(model_path, scene_path, truth_path, bands=None, batch_size: int = 
                  for merger, _ in scenes] for t in grid}
     contrast = [_Contrasts(scene, contrast_band) if contrast_band else None for scene, _ in pairs]
 
+    def kept(i, geoms, c):
+        return [g for g, k in zip(geoms, keep(contrast[i](geoms), c)) if k] if c else geoms
+
     def at(t, c):
-        return metrics.pool([metrics.match([g for g, k in zip(geoms, keep(contrast[i](geoms), c) if c else
-                                                               [True] * len(geoms)) if k], truth)
+        return metrics.pool([metrics.match(kept(i, geoms, c), truth)
                              for i, (geoms, (_, truth)) in enumerate(zip(ships[t], scenes))])
     mins = CONTRAST_GRID if contrast_band else (0.0,)
     table = {(float(t), float(c)): at(t, c) for t in grid for c in mins}
