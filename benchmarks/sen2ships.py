@@ -76,6 +76,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8, help="[%(default)s]")
     p.add_argument("--lr", type=float, default=1e-3, help="[%(default)s]")
     p.add_argument("--negatives", type=float, default=0.2, help="share of shipless tiles per epoch [%(default)s]")
+    p.add_argument("--encoder", choices=["full", "frozen", "lora"], default="full",
+                   help="what training adapts of the image encoder (frozen: embeddings cached, so epochs are cheap) "
+                        "[%(default)s]")
     p.add_argument("--patience", type=int, default=6, help="[%(default)s]")
     p.add_argument("--synthetic", type=int, default=0, metavar="N",
                    help="add N synthetic harbours (1024 px, 90 ships) to each fold's training set [%(default)s]")
@@ -198,7 +201,8 @@ def train_fold(k: int, train_sets: list[Path], val_set: Path, args) -> Path:
     if args.skip_train:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    config = TrainConfig(model_type=args.model_type, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+    config = TrainConfig(model_type=args.model_type, encoder=args.encoder, epochs=args.epochs,
+                         batch_size=args.batch_size, lr=args.lr,
                          patience=args.patience, seed=args.seed, device=args.device, negatives=args.negatives,
                          threads=args.threads, init=args.init, max_minutes=args.max_minutes)
     report = lambda r: print(f"  epoch {r['epoch']}: loss {r['loss']:.3f}, val mask IoU {r.get('mask_iou', 0):.3f}"
@@ -304,7 +308,8 @@ def markdown(result: dict) -> str:
         f"{', at most ' + format(a['max_minutes'], 'g') + ' min' if a['max_minutes'] else ''} per fold"
         f"{' (models trained elsewhere, scored here)' if a['skip_train'] else ''}, tiles {a['tile_size']} px "
         f"(overlap {a['overlap']}), bands "
-        f"{a['bands']}, batch {a['batch_size']}, lr {a['lr']:g}, negatives {a['negatives']:g}, "
+        f"{a['bands']}, encoder {a.get('encoder', 'full')}, batch {a['batch_size']}, lr {a['lr']:g}, "
+        f"negatives {a['negatives']:g}, "
         f"{a['synthetic']} synthetic scenes, seed {a['seed']}, {a['threads']} thread(s).", "",
         *lines, "",
         "Pooled over ships. Sizes: small < 100 px area, medium 100-400 px, large > 400 px. Moored: within "
