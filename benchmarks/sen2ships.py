@@ -55,6 +55,7 @@ from samgeo_ship.inference.evaluate import calibrate, score_scene  # noqa: E402
 from samgeo_ship.raster import Scene, parse_bands  # noqa: E402
 from samgeo_ship.synthetic import SynthSpec, make_scene  # noqa: E402
 from samgeo_ship.training import TrainConfig, train  # noqa: E402
+from samgeo_ship.training.modes import MODES  # noqa: E402
 
 from _sen2ships_split import DATA, FOLDS, VALIDATION  # noqa: E402
 
@@ -76,7 +77,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8, help="[%(default)s]")
     p.add_argument("--lr", type=float, default=1e-3, help="[%(default)s]")
     p.add_argument("--negatives", type=float, default=0.2, help="share of shipless tiles per epoch [%(default)s]")
-    p.add_argument("--encoder", choices=["full", "frozen", "lora"], default="full",
+    p.add_argument("--encoder", choices=MODES, default="full",
                    help="what training adapts of the image encoder (frozen: embeddings cached, so epochs are cheap) "
                         "[%(default)s]")
     p.add_argument("--patience", type=int, default=6, help="[%(default)s]")
