@@ -12,10 +12,11 @@ import numpy as np
 import shapely
 from affine import Affine
 from rasterio.features import rasterize, shapes
-from rasterio.windows import Window, from_bounds
+from rasterio.windows import Window
 from shapely.geometry import box, shape
 
 from samgeo_ship.errors import fail
+from samgeo_ship.raster import window_around
 
 VECTOR_SUFFIXES = {".geojson", ".json", ".gpkg", ".shp", ".parquet", ".geoparquet", ".fgb"}
 
@@ -263,10 +264,10 @@ def _polygonal(geom):
 
 def _area_px(geom, scene) -> int:
     """Pixels of the scene grid whose centre lies in ``geom`` (rasterised in the ship's own small window)."""
-    win = from_bounds(*geom.bounds, transform=scene.transform).round_offsets().round_lengths()
-    c0, r0 = max(int(win.col_off) - 1, 0), max(int(win.row_off) - 1, 0)
-    c1 = min(int(win.col_off + win.width) + 1, scene.width)
-    r1 = min(int(win.row_off + win.height) + 1, scene.height)
+    win = window_around(geom.bounds, scene.transform)
+    c0, r0 = max(int(win.col_off), 0), max(int(win.row_off), 0)
+    c1 = min(int(win.col_off + win.width), scene.width)
+    r1 = min(int(win.row_off + win.height), scene.height)
     if c1 <= c0 or r1 <= r0:
         return 0
     transform = scene.transform @ Affine.translation(c0, r0)

@@ -10,7 +10,8 @@ import numpy as np
 import shapely
 from affine import Affine
 from rasterio.features import rasterize
-from rasterio.windows import from_bounds
+
+from samgeo_ship.raster import window_around
 
 IOU_THRESHOLD = 0.5
 # Detection score thresholds searched on validation data (prompter peaks, oneshot similarities).
@@ -185,9 +186,8 @@ def box_baseline_iou(geometry, transform: Affine) -> float:
     """IoU of a ship's filled bounding box with its own mask, both on the scene's pixel grid (pixel-centre rule).
 
     The score a model gets for answering a box prompt with the box itself: a box-prompted mask must beat it."""
-    win = from_bounds(*geometry.bounds, transform=transform).round_offsets().round_lengths()
-    c0, r0 = int(win.col_off) - 1, int(win.row_off) - 1
-    h, w = int(win.height) + 2, int(win.width) + 2
+    win = window_around(geometry.bounds, transform)
+    c0, r0, h, w = int(win.col_off), int(win.row_off), int(win.height), int(win.width)
     mask = rasterize([geometry], out_shape=(h, w), transform=transform @ Affine.translation(c0, r0),
                      dtype=np.uint8) > 0
     if not mask.any():

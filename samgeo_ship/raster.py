@@ -12,7 +12,7 @@ from affine import Affine
 from pyproj import Geod, Transformer
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioIOError
-from rasterio.windows import Window
+from rasterio.windows import Window, from_bounds
 
 from samgeo_ship.errors import NoValidPixels, fail
 
@@ -256,6 +256,15 @@ class Scene:
     def read_valid(self, window: Window) -> np.ndarray:
         """(h, w) bool mask of valid pixels in a window, without reading band values where the format allows."""
         return self.read_raw(window)[1]
+
+
+def window_around(bounds, transform: Affine, margin: int = 1) -> Window:
+    """The whole-pixel window covering ``bounds`` (``xmin, ymin, xmax, ymax`` in the CRS of ``transform``) with
+    ``margin`` more pixels on every side: the small window a single ship is rasterised or read in."""
+    w = from_bounds(*bounds, transform=transform)
+    c0, r0 = int(np.floor(w.col_off)) - margin, int(np.floor(w.row_off)) - margin
+    return Window(c0, r0, int(np.ceil(w.col_off + w.width)) + margin - c0,
+                  int(np.ceil(w.row_off + w.height)) + margin - r0)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

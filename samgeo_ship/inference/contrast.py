@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 from rasterio.features import rasterize
-from rasterio.windows import Window
 
-from samgeo_ship.raster import Scene
+from samgeo_ship.raster import Scene, window_around
 
 RING_PX = (1.0, 3.0)  # the ring's inner and outer distance from the ship, in scene pixels
 # Minimum contrasts ``shipseg calibrate --contrast-band`` tries (band units: 100 is a reflectance of 0.01 in
@@ -31,10 +30,7 @@ def ring_contrast(scene: Scene, geometries) -> np.ndarray:
     inner, outer = (d * scene.pixel_size[0] for d in RING_PX)
     out = np.full(len(geometries), np.nan)
     for i, geom in enumerate(geometries):
-        col0, row1 = ~scene.transform @ (geom.bounds[0] - outer, geom.bounds[1] - outer)
-        col1, row0 = ~scene.transform @ (geom.bounds[2] + outer, geom.bounds[3] + outer)
-        c0, r0 = int(np.floor(min(col0, col1))) - 1, int(np.floor(min(row0, row1))) - 1
-        window = Window(c0, r0, int(np.ceil(max(col0, col1))) + 1 - c0, int(np.ceil(max(row0, row1))) + 1 - r0)
+        window = window_around(geom.buffer(outer).bounds, scene.transform)
         data, valid = scene.read_raw(window)
         transform = scene.window_transform(window)
         shape = (int(window.height), int(window.width))
