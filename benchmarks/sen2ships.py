@@ -51,6 +51,7 @@ from rasterio.windows import Window, from_bounds  # noqa: E402
 from samgeo_ship import metrics  # noqa: E402
 from samgeo_ship.atomic import atomic_dir, atomic_file  # noqa: E402
 from samgeo_ship.dataset import prepare_dataset  # noqa: E402
+from samgeo_ship.errors import ShipsegError  # noqa: E402
 from samgeo_ship.inference.evaluate import calibrate, score_scene  # noqa: E402
 from samgeo_ship.raster import Scene, parse_bands  # noqa: E402
 from samgeo_ship.synthetic import SynthSpec, make_scene  # noqa: E402
@@ -111,6 +112,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     missing = [k for k in args.folds if not (args.out / "models" / f"fold{k}.safetensors").is_file()]
     if args.skip_train and missing:
         p.error(f"--skip-train: no fold model {args.out / 'models' / f'fold{missing[0]}.safetensors'}")
+    if args.contrast_band:  # every validation scene needs it: fail now, not after a fold's training
+        for name in VALIDATION:
+            try:
+                Scene.open(scene_files(args.data, name)[0], bands=[args.contrast_band]).close()
+            except ShipsegError as exc:
+                p.error(f"--contrast-band: {exc}")
     if args.quick:
         args.folds, args.epochs = args.folds[:1], 1
     return args
