@@ -2,6 +2,9 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 QVENV := .venv-qgis
+# No wheel cache: torch's CUDA build and its nvidia wheels are ~5 GB installed, and caching the downloads beside
+# them doubled the peak disk use (a CI machine ran out of space in pip).
+export PIP_NO_CACHE_DIR := 1
 
 .PHONY: install demo test samples lock
 
