@@ -223,7 +223,7 @@ def tune_threshold(model: Path, scene: Path, labels: Path, args) -> dict:
     """The validation scene's best detection threshold, written into the bundle's card (shipseg calibrate)."""
     c = calibrate(model, scene, labels, batch_size=args.batch_size, device=args.device,
                   contrast_band=args.contrast_band)
-    return {"threshold": c.threshold, "val_f1": c.best.f1, "val_precision": c.best.precision,
+    return {"threshold": c.threshold, "kept": c.found_none, "val_f1": c.best.f1, "val_precision": c.best.precision,
             "val_recall": c.best.recall, "sweep": {t: round(m.f1, 4) for t, m in c.sweep},
             "contrast": c.contrast, "contrast_sweep": {c_: round(m.f1, 4) for c_, m in c.contrast_sweep}}
 
@@ -238,8 +238,10 @@ def run_fold(k: int, args, extra: list[Path]) -> dict:
                        with_ships(prepared(val, *scene_files(args.data, val), args)), args)
     t1, c1 = time.perf_counter(), time.process_time()
     tuned = tune_threshold(model, *scene_files(args.data, val), args)
-    least = f", least {args.contrast_band} contrast {tuned['contrast']['min']:g}" if args.contrast_band else ""
-    print(f"  score threshold {tuned['threshold']:g}{least} (F1 {tuned['val_f1']:.3f} on {val})", flush=True)
+    least = f", least {args.contrast_band} contrast {tuned['contrast']['min']:g}" if tuned["contrast"] else ""
+    how = "kept from training: no validation ship found at any threshold" if tuned["kept"] else \
+        f"F1 {tuned['val_f1']:.3f} on {val}"
+    print(f"  score threshold {tuned['threshold']:g}{least} ({how})", flush=True)
     t2, c2 = time.perf_counter(), time.process_time()
     scored = {}
     for name in tests:
@@ -286,9 +288,11 @@ def group_cell(g: dict) -> str:
 
 
 def threshold_cell(fold: dict) -> str:
-    """The fold's score threshold, with the least contrast after a slash when one was chosen."""
+    """The fold's score threshold, with the least contrast after a slash when one was chosen; "(kept)" when the
+    validation scene found no ship at any threshold and the training's threshold stayed."""
     least = fold.get("contrast") or {}
-    return f"{fold['threshold']:g}" + (f" / {least['min']:g}" if least else "")
+    kept = " (kept)" if fold.get("kept") else ""
+    return f"{fold['threshold']:g}" + (f" / {least['min']:g}" if least else "") + kept
 
 
 def markdown(result: dict) -> str:

@@ -39,6 +39,10 @@ def calibrate(model, scene, truth, more, bands, contrast_band, dry_run, batch_si
                                  progress=update, write=not dry_run,
                                  more=list(zip(more[::2], more[1::2])), contrast_band=contrast_band)
     click.echo(result.table())
+    if result.found_none:
+        click.echo(f"{model}: no ship of the scene{'s' if more else ''} found at any threshold, so none is chosen; "
+                   f"the score threshold stays at {result.previous:g} (model unchanged)")
+        return
     verb = "would change" if dry_run else "changed"
     click.echo(f"{model}: score threshold {verb} from {result.previous:g} to {result.threshold:g} "
                f"(F1 {result.best.f1:.3f}, precision {result.best.precision:.3f}, recall {result.best.recall:.3f})"

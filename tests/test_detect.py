@@ -224,6 +224,25 @@ def test_calibrate_writes_the_best_threshold_into_the_card(tmp_path, scene):
     assert missing.exit_code == 2 and len(missing.stderr.strip().splitlines()) == 1
 
 
+def test_calibrate_leaves_the_model_alone_when_it_finds_no_ship(tmp_path, scene):
+    """Truth ships where the scene has only water: F1 is 0 at every threshold, which says nothing about the
+    threshold (the tie rule alone would write the strictest, 0.9, and the model would detect nothing anywhere)."""
+    model = tmp_path / "m.safetensors"
+    shutil.copy(DEFAULT_MODEL, model)
+    truth = tmp_path / "elsewhere.geojson"
+    with Scene.open(scene) as s:
+        nowhere = [ship(30, 140, 24, 5, 0, PX), ship(175, 25, 20, 5, 90, PX)]
+        gpd.GeoDataFrame(geometry=in_crs(nowhere, s.transform), crs="EPSG:32631").to_file(truth)
+    before = model.read_bytes()
+    result = calibrate(model, scene, truth, device="cpu")
+    assert result.found_none and result.best.tp == 0 and all(m.f1 == 0 for _, m in result.sweep)
+    assert result.threshold == result.previous == read_card(DEFAULT_MODEL).thresholds["score"]
+    assert model.read_bytes() == before
+    said = run("calibrate", model, scene, truth, "-q")
+    assert said.exit_code == 0 and "no ship of the scene found at any threshold" in said.stdout
+    assert "<- chosen" not in said.stdout and model.read_bytes() == before
+
+
 def test_calibrate_pools_the_ships_of_several_scenes(tmp_path, scene):
     """With more (scene, truth) pairs the sweep scores every scene's ships together: here the same scene twice, once
     with all three hulls as truth and once with two (the third then counts as a false detection)."""

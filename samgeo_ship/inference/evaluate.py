@@ -139,7 +139,8 @@ def _box_prompts(scene_path, loaded, truth: gpd.GeoDataFrame, transform, bounds,
 class Calibration:
     """The detection score threshold (and, when asked for, the minimum contrast against the water) with the best F1
     at IoU 0.5 on labelled scenes. ``sweep``: (score threshold, matching) at the chosen contrast; ``contrast_sweep``:
-    (minimum contrast, matching) at the chosen threshold (empty without a contrast band)."""
+    (minimum contrast, matching) at the chosen threshold (empty without a contrast band). ``found_none``: no ship of
+    the scenes was found at any threshold, so nothing was chosen and the card was left as it was."""
 
     threshold: float
     previous: float
@@ -147,11 +148,12 @@ class Calibration:
     sweep: list
     contrast: dict = dataclasses.field(default_factory=dict)
     contrast_sweep: list = dataclasses.field(default_factory=list)
+    found_none: bool = False
 
     def table(self) -> str:
         lines = [f"{'threshold':>9}  {'precision':>9}  {'recall':>6}  {'F1':>5}"]
         for t, m in self.sweep:
-            mark = "  <- chosen" if t == self.threshold else ""
+            mark = "  <- chosen" if t == self.threshold and not self.found_none else ""
             lines.append(f"{t:>9.2f}  {m.precision:>9.3f}  {m.recall:>6.3f}  {m.f1:>5.3f}{mark}")
         if self.contrast_sweep:
             lines.append(f"\n{'min ' + self.contrast['band'] + ' contrast':>16}  {'precision':>9}  {'recall':>6}  "
@@ -173,7 +175,8 @@ def calibrate(model_path, scene_path, truth_path, bands=None, batch_size: int = 
     (``metrics.pool``), so one threshold serves every kind of scene given. ``contrast_band``: also choose, jointly
     with the threshold, the minimum contrast of a ship against its water in that band (``contrast.CONTRAST_GRID``,
     0 = no test), stored as the card's ``contrast``; every scene must have the band. Use validation scenes, never the
-    scenes the model will be scored on."""
+    scenes the model will be scored on. A model that finds no ship at any threshold is left unchanged
+    (``Calibration.found_none``, the card's own threshold returned)."""
     dev = resolve_device(device)
     net, card, _ = load_model(model_path, dev)
     low = dataclasses.replace(card, thresholds={**card.thresholds, "score": min(grid)}, contrast={})
@@ -203,10 +206,15 @@ def calibrate(model_path, scene_path, truth_path, bands=None, batch_size: int = 
     mins = CONTRAST_GRID if contrast_band else (0.0,)
     table = {(float(t), float(c)): at(t, c) for t in grid for c in mins}
     (threshold, minimum), best = metrics.best_threshold(list(table.items()))
+    previous = float(card.thresholds.get("score", 0.3))
+    if best.tp == 0:
+        # No ship found at any setting: the scenes say nothing about the threshold (the tie rule would pick the
+        # strictest, 0.9, and the model would then detect nothing anywhere). Keep the card as it is.
+        sweep = [(t, m) for (t, c), m in table.items() if c == 0.0]
+        return Calibration(previous, previous, best, sweep, dict(card.contrast), [], found_none=True)
     sweep = [(t, m) for (t, c), m in table.items() if c == minimum]
     chosen = {"band": contrast_band, "min": minimum} if contrast_band else {}
     contrast_sweep = [(c, m) for (t, c), m in table.items() if t == threshold] if contrast_band else []
-    previous = float(card.thresholds.get("score", 0.3))
     if write:
         save_bundle(net.cpu(), dataclasses.replace(card, thresholds={**card.thresholds, "score": threshold},
                                                    contrast=chosen or card.contrast), model_path)
