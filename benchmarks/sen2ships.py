@@ -8,9 +8,10 @@ three folds fit in an hour on 2 CPU cores.
 
 Three folds of three test scenes each (FOLDS), one scene per latitude band (north of 40 deg N, 30-40 deg N, below
 15 deg N) so that every fold mixes latitudes, climates and water colours. Each fold trains with the library's
-``train()`` (what ``shipseg train`` runs) on the other six scenes less one VALIDATION scene; the validation scene
-picks the best epoch (mask IoU) and then the detection score threshold (the grid value with the highest F1 at IoU
-0.5 on it). The test scenes are scored with ``score_scene``, the code behind ``shipseg evaluate``; the tuned bundle
+``train()`` (what ``shipseg train`` runs) on the other six scenes less one VALIDATION scene, by default with the
+image encoder frozen (embeddings cached) and every shipless tile in each epoch; the validation scene picks the best
+epoch (mask IoU) and then the detection score threshold (the grid value with the highest F1 at IoU 0.5 on it; when
+it finds no ship at any threshold, the training's threshold is kept). The test scenes are scored with ``score_scene``, the code behind ``shipseg evaluate``; the tuned bundle
 is kept in OUT/models/, so ``shipseg evaluate OUT/models/foldK.safetensors SCENE LABELS`` gives the same figures.
 
 Per scene, per fold and overall (pooled over ships, not a mean of per-scene scores): precision, recall and F1 at
@@ -77,8 +78,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--model-type", default="sam_tiny", help="[%(default)s]")
     p.add_argument("--batch-size", type=int, default=8, help="[%(default)s]")
     p.add_argument("--lr", type=float, default=1e-3, help="[%(default)s]")
-    p.add_argument("--negatives", type=float, default=0.2, help="share of shipless tiles per epoch [%(default)s]")
-    p.add_argument("--encoder", choices=MODES, default="full",
+    p.add_argument("--negatives", type=float, default=1.0, help="share of shipless tiles per epoch [%(default)s]")
+    p.add_argument("--encoder", choices=MODES, default="frozen",
                    help="what training adapts of the image encoder (frozen: embeddings cached, so epochs are cheap) "
                         "[%(default)s]")
     p.add_argument("--patience", type=int, default=6, help="[%(default)s]")
