@@ -11,8 +11,9 @@ Three folds of three test scenes each (FOLDS), one scene per latitude band (nort
 ``train()`` (what ``shipseg train`` runs) on the other six scenes less one VALIDATION scene, by default with the
 image encoder frozen (embeddings cached) and every shipless tile in each epoch; the validation scene picks the best
 epoch (mask IoU) and then the detection score threshold (the grid value with the highest F1 at IoU 0.5 on it; when
-it finds no ship at any threshold, the training's threshold is kept). The test scenes are scored with ``score_scene``, the code behind ``shipseg evaluate``; the tuned bundle
-is kept in OUT/models/, so ``shipseg evaluate OUT/models/foldK.safetensors SCENE LABELS`` gives the same figures.
+it finds no ship at any threshold, the training's threshold is kept). The test scenes are scored with
+``score_scene``, the code behind ``shipseg evaluate``; the tuned bundle is kept in OUT/models/, so
+``shipseg evaluate OUT/models/foldK.safetensors SCENE LABELS`` gives the same figures.
 
 Per scene, per fold and overall (pooled over ships, not a mean of per-scene scores): precision, recall and F1 at
 IoU 0.5; mean IoU of the matched ships; mean box-prompted mask IoU (the truth boxes as prompts) beside the
