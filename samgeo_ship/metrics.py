@@ -148,8 +148,8 @@ def size_class(area_px) -> np.ndarray:
 
 def best_threshold(sweep: list[tuple[float, Matching]]) -> tuple[float, Matching]:
     """The (threshold, matching) of a sweep with the highest F1; on a tie, the highest threshold (as good, with
-    fewer detections; calibrate keeps the card's own when nothing is found at any threshold). A threshold may be a tuple
-    (score, minimum contrast): ties then go to the highest score, then the highest contrast."""
+    fewer detections; calibrate keeps the card's own when nothing is found at any threshold). A threshold may be a
+    tuple (score, minimum contrast): ties then go to the highest score, then the highest contrast."""
     return max(sweep, key=lambda tm: (tm[1].f1, tm[0]))
 
 
