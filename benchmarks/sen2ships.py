@@ -240,7 +240,7 @@ def run_fold(k: int, args, extra: list[Path]) -> dict:
                        with_ships(prepared(val, *scene_files(args.data, val), args)), args)
     t1, c1 = time.perf_counter(), time.process_time()
     tuned = tune_threshold(model, *scene_files(args.data, val), args)
-    least = f", least {args.contrast_band} contrast {tuned['contrast']['min']:g}" if tuned["contrast"] else ""
+    least = f", least {tuned['contrast']['band']} contrast {tuned['contrast']['min']:g}" if tuned["contrast"] else ""
     how = "kept from training: no validation ship found at any threshold" if tuned["kept"] else \
         f"F1 {tuned['val_f1']:.3f} on {val}"
     print(f"  score threshold {tuned['threshold']:g}{least} ({how})", flush=True)
