@@ -2,7 +2,8 @@
 Sentinel-2 need?
 
     .venv/bin/python benchmarks/label_efficiency.py [--train-scenes busan] [--test-scenes algiers,cartagena]
-        [--ks 1,5,20,all] [--draws 2] [--epochs 3] [--base-epochs 4] [--threads 1] [--out DIR] [--quick]
+        [--ks 1,5,20,all] [--methods oneshot,fewshot,full] [--draws 2] [--epochs 3] [--base-epochs 4]
+        [--threads 1] [--out DIR] [--quick]
 
 The base model has never seen Sentinel-2: a sam_tiny trained from random initialisation on synthetic Sentinel-2-like
 harbours only (what ``shipseg synth --bands s2 --crs EPSG:3857`` writes; the scenes sen2ships.synthetic makes:
@@ -20,26 +21,30 @@ recall) pooled over the test ships, and the mean box-prompted mask IoU (the trut
 - ``full``: ``train(init=base, encoder="full")``, the whole model, on every ship of the training scene(s).
 
 k = 0 is the base model itself. For k = all, fewshot is the frozen-encoder recipe on every ship of the training
-scene(s), the same data as ``full``; oneshot takes every ship of one training scene (``personalise`` reads its
-references from one scene), once per training scene.
+scene(s), the same data as ``full``; oneshot takes every ship of the training scene with the most ships
+(``personalise`` reads its references from one scene). ``--methods`` runs a subset (default: all three).
 
-One training scene by default, busan (54 ships, the most of any sen2ships port): ``personalise`` takes references
-from one scene, and detection tiles a scene by the model's pixel size, which a training run takes from its data
-(Web Mercator ground pixels differ from port to port), so models trained on different scenes share no tile grid and
-hence no encodings at scoring time (below); with one training scene the whole benchmark fits in about 30 minutes on
-one core. ``--train-scenes a,b`` works (draw d then comes from scene d mod 2).
+One training scene by default, busan (54 ships, the most of any sen2ships port). Detection tiles a scene by the
+model's pixel size, which a training run takes from its data (the median of its scenes'; Web Mercator ground pixels
+differ from port to port), so models trained on different scenes share no tile grid and hence no encodings at
+scoring time (below); with one training scene the whole benchmark fits in about 30 minutes on one core. Several
+training scenes (``--train-scenes a,b,c``) give the trainings more varied ships and water.
 
-Draws. Draw d takes its ships from training scene d mod len(TRAIN): a seeded permutation of that scene's ships
-(seed, d), of which the first k are labelled, so the k = 1 ship of a draw is among its k = 5 ships and so on (a
-learning curve per draw). k <= 5 is drawn ``--draws`` times, larger k once. The same draws feed oneshot and fewshot.
+Draws. Draw d is a seeded permutation (seed, d) of every ship of the training scenes pooled, of which the first k are
+labelled, so the k = 1 ship of a draw is among its k = 5 ships and so on (a learning curve per draw). k <= 5 is
+drawn ``--draws`` times, larger k once. fewshot trains on all k ships, wherever they are; oneshot takes those of
+them that lie in the scene holding the most of the k (all k with one training scene), and its row reports how many
+that was.
 
-A dataset of k ships. The training scene is prepared once with all its labels (sen2ships.prepared); the k-ship
+A dataset of k ships. Each training scene is prepared once with all its labels (sen2ships.prepared); the k-ship
 dataset keeps (a) every tile holding a part of one of the k ships, with only those ships as instances, and (b) empty
 tiles (no labelled ship at all) as negatives, NEG_PER_POSITIVE per kept ship tile (at least MIN_NEGATIVES), drawn
 with the seed. Other ships on a kept tile are not the user's labels, but they are ships: left in place they would
 teach the prompter that a ship is background. So their pixels (grown by ERASE_GROW_PX) are erased to nodata (zero,
 the GDAL mask cleared), as a user would mask out what they did not label; a chosen ship's own pixels are never
-erased. Unlabelled ships elsewhere in the scene are not in the dataset at all.
+erased. Unlabelled ships elsewhere in the scene are not in the dataset at all. At k = all the scenes are labelled
+whole, so every empty tile is a known negative and all of them are kept, as in the cross-validation's recipe
+(benchmarks/sen2ships.py: frozen encoder, every shipless tile each epoch).
 
 Training without held-out labels. A user with k labels has nothing to validate on but those labels, so every
 adaptation validates on its own training dataset: the best epoch (mask IoU) and the prompter's score threshold
@@ -106,6 +111,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--train-scenes", default="busan", help="where labelled ships come from [%(default)s]")
     p.add_argument("--test-scenes", default="algiers,cartagena", help="scored, never trained on [%(default)s]")
     p.add_argument("--ks", default="1,5,20,all", help="numbers of labelled ships; 'all' = every ship [%(default)s]")
+    p.add_argument("--methods", default=",".join(METHODS), help="adaptations to run and score [%(default)s]")
     p.add_argument("--draws", type=int, default=2, help=f"draws of k ships for k <= {SMALL_K} [%(default)s]")
     p.add_argument("--epochs", type=int, default=3, help="epochs of the trainings on all ships [%(default)s]")
     p.add_argument("--fewshot-steps", type=int, default=40,
@@ -132,6 +138,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--base {args.base}: no such model bundle")
     args.train_scenes = args.train_scenes.split(",")
     args.test_scenes = args.test_scenes.split(",")
+    args.methods = args.methods.split(",")
+    if set(args.methods) - set(METHODS):
+        p.error(f"--methods takes {', '.join(METHODS)}")
     if set(args.train_scenes) & set(args.test_scenes):
         p.error("a scene cannot be both a training and a test scene")
     try:
@@ -165,16 +174,17 @@ def grow(mask: np.ndarray, px: int) -> np.ndarray:
     return mask
 
 
-def labelled_subset(dataset: Path, ship_ids, out: Path, rng: np.random.Generator) -> dict:
+def labelled_subset(dataset: Path, ship_ids, out: Path, rng: np.random.Generator, every_empty: bool = False) -> dict:
     """Write ``out``: the dataset of ``dataset`` restricted to the ships ``ship_ids`` (module docstring: kept ship
-    tiles with the other ships erased, plus empty tiles as negatives). Unchanged chips are links to the original."""
+    tiles with the other ships erased, plus empty tiles as negatives: NEG_PER_POSITIVE per ship tile, or every one
+    with ``every_empty``). Unchanged chips are links to the original."""
     inst = gpd.read_parquet(dataset / "instances.parquet")
     chosen = {int(s) for s in ship_ids}
     tiles = sorted(p.stem for p in (dataset / "images").glob("*.tif"))
     by_tile = inst.groupby("tile")["ship_id"].apply(set)
     positive = [t for t in tiles if t in by_tile.index and by_tile[t] & chosen]
     empty = [t for t in tiles if t not in by_tile.index]
-    n_neg = min(len(empty), max(MIN_NEGATIVES, round(NEG_PER_POSITIVE * len(positive))))
+    n_neg = len(empty) if every_empty else min(len(empty), max(MIN_NEGATIVES, round(NEG_PER_POSITIVE * len(positive))))
     negative = sorted(rng.choice(empty, n_neg, replace=False).tolist()) if n_neg else []
     link = lambda tmp, sub, t: (tmp / sub / f"{t}.tif").symlink_to((dataset / sub / f"{t}.tif").resolve())
     rows, erased_tiles, erased_ships = [], 0, set()
@@ -302,76 +312,101 @@ def fewshot_epochs(tiles: int, args) -> int:
 
 
 def draws(args, ships: dict) -> list[dict]:
-    """The labelled-ship draws: {"k", "draw", "scene", "ship_ids"} for every k < all (module docstring)."""
+    """The labelled-ship draws: {"k", "draw", "ships": {scene: [ship_id, ...]}} for every k < all. Draw d is a
+    seeded permutation (seed, d) of every ship of the training scenes, pooled in ``--train-scenes`` order; its first
+    k are labelled, so the k = 1 ship of a draw is among its k = 5 ships and so on (a learning curve per draw)."""
+    pool = [(s, int(i)) for s in args.train_scenes for i in ships[s].index]
     out = []
     for k in [k for k in args.ks if k != "all"]:
         for d in range(args.draws if k <= SMALL_K else 1):
-            scene = args.train_scenes[d % len(args.train_scenes)]
-            order = np.random.default_rng([args.seed, d]).permutation(ships[scene].index.to_numpy())
-            out.append({"k": k, "draw": d, "scene": scene, "ship_ids": [int(s) for s in order[:k]]})
+            order = np.random.default_rng([args.seed, d]).permutation(len(pool))
+            chosen = [pool[j] for j in order[:k]]
+            out.append({"k": k, "draw": d, "ships": {s: [i for t, i in chosen if t == s]
+                                                     for s in args.train_scenes if any(t == s for t, _ in chosen)}})
     return out
 
 
+def oneshot_scene(p: dict) -> str:
+    """The scene a oneshot run takes its references from: ``personalise`` reads one scene, so the draw's scene
+    holding the most of its ships (the first such in ``--train-scenes`` order)."""
+    return max(p["ships"], key=lambda s: len(p["ships"][s]))
+
+
 def adapt(args, base: Path, sets: dict, ships: dict) -> list[dict]:
-    """Every adaptation run (oneshot, fewshot, full) with its model and adaptation time; nothing scored yet."""
+    """Every adaptation run of ``--methods`` with its model and adaptation time; nothing scored yet."""
     runs = []
     models, work = args.out / "models", args.out / "cache" / "labelled"
     plan = draws(args, ships)
     if "all" in args.ks:
-        plan += [{"k": "all", "draw": d, "scene": s, "ship_ids": [int(i) for i in ships[s].index]}
-                 for d, s in enumerate(args.train_scenes)]
+        # oneshot on every ship of the training scene with the most ships (personalise reads one scene)
+        most = max(args.train_scenes, key=lambda s: len(ships[s]))
+        plan.append({"k": "all", "draw": 0, "ships": {most: [int(i) for i in ships[most].index]}})
     for p in plan:
         tag = f"k{p['k']}_d{p['draw']}"
-        n = len(p["ship_ids"])
-        scene, _ = scene_files(args.data, p["scene"])
-        refs = write_ships(ships[p["scene"]].loc[p["ship_ids"]], work / f"{tag}_{p['scene']}.gpkg")
-        t0 = time.perf_counter()
-        result = personalise(scene, refs, base, models / f"oneshot_{tag}.safetensors", device="cpu",
-                             threads=args.threads)
-        seconds = time.perf_counter() - t0
-        runs.append({"method": "oneshot", **p, "labelled": n, "model": str(result.path), "seconds": round(seconds, 1),
-                     "threshold": result.similarity["threshold"], "reference_mask_iou": result.fit.iou,
-                     "reference_tiles": result.card.oneshot["reference_tiles"]})
-        print(f"  oneshot k={p['k']} draw {p['draw']} ({p['scene']}, {n} ships): {seconds:.1f} s, similarity "
-              f"threshold {result.similarity['threshold']:.3f}", flush=True)
-        if p["k"] == "all":
+        if "oneshot" in args.methods:
+            scene_name = oneshot_scene(p)
+            ids = p["ships"][scene_name]
+            refs = write_ships(ships[scene_name].loc[ids], work / f"{tag}_{scene_name}.gpkg")
+            t0 = time.perf_counter()
+            result = personalise(scene_files(args.data, scene_name)[0], refs, base,
+                                 models / f"oneshot_{tag}.safetensors", device="cpu", threads=args.threads)
+            seconds = time.perf_counter() - t0
+            runs.append({"method": "oneshot", "k": p["k"], "draw": p["draw"], "scene": scene_name,
+                         "ship_ids": {scene_name: ids}, "labelled": len(ids), "model": str(result.path),
+                         "seconds": round(seconds, 1), "threshold": result.similarity["threshold"],
+                         "reference_mask_iou": result.fit.iou,
+                         "reference_tiles": result.card.oneshot["reference_tiles"]})
+            print(f"  oneshot k={p['k']} draw {p['draw']} ({scene_name}, {len(ids)} ships): {seconds:.1f} s, "
+                  f"similarity threshold {result.similarity['threshold']:.3f}", flush=True)
+        if p["k"] == "all" or "fewshot" not in args.methods:
             continue
         t0 = time.perf_counter()
-        subset = work / f"{tag}_{p['scene']}"
-        summary = labelled_subset(sets[p["scene"]], p["ship_ids"], subset,
-                                  np.random.default_rng([args.seed, 1, n, p["draw"]]))
+        n = sum(len(ids) for ids in p["ships"].values())
+        subsets, summaries = labelled_subsets(sets, p["ships"], work, tag, args, p["draw"])
+        summary = {k: sum(x[k] for x in summaries) for k in summaries[0]}
         epochs = fewshot_epochs(summary["ship_tiles"] + summary["negative_tiles"], args)
-        run = train_on([subset], base, models / f"fewshot_{tag}.safetensors", "frozen", epochs, args)
+        run = train_on(subsets, base, models / f"fewshot_{tag}.safetensors", "frozen", epochs, args)
         seconds = time.perf_counter() - t0
-        runs.append({"method": "fewshot", **p, "labelled": n, "model": str(models / f"fewshot_{tag}.safetensors"),
+        runs.append({"method": "fewshot", "k": p["k"], "draw": p["draw"], "scene": ",".join(p["ships"]),
+                     "ship_ids": p["ships"], "labelled": n, "model": str(models / f"fewshot_{tag}.safetensors"),
                      "seconds": round(seconds, 1), "dataset": summary, **run})
-        print(f"  fewshot k={p['k']} draw {p['draw']} ({p['scene']}, {n} ships; {summary['ship_tiles']} ship tiles, "
-              f"{summary['negative_tiles']} negatives, {summary['erased_ships']} unlabelled ships erased): "
-              f"{epochs} epochs, {seconds:.1f} s, threshold {run['threshold']:g}", flush=True)
-    if "all" in args.ks:
-        everything = {"k": "all", "draw": 0, "scene": ",".join(args.train_scenes),
-                      "ship_ids": [int(i) for s in args.train_scenes for i in ships[s].index]}
-        n = len(everything["ship_ids"])
+        print(f"  fewshot k={p['k']} draw {p['draw']} ({', '.join(f'{s} {len(i)}' for s, i in p['ships'].items())}"
+              f" ships; {summary['ship_tiles']} ship tiles, {summary['negative_tiles']} negatives, "
+              f"{summary['erased_ships']} unlabelled ships erased): {epochs} epochs, {seconds:.1f} s, threshold "
+              f"{run['threshold']:g}", flush=True)
+    trainings = [(m, e) for m, e in (("fewshot", "frozen"), ("full", "full")) if m in args.methods]
+    if "all" in args.ks and trainings:
+        everything = {s: [int(i) for i in ships[s].index] for s in args.train_scenes}
+        n = sum(len(ids) for ids in everything.values())
         t0 = time.perf_counter()
-        subsets, summaries = [], []
-        for s in args.train_scenes:
-            subsets.append(work / f"all_{s}")
-            summaries.append(labelled_subset(sets[s], ships[s].index, subsets[-1],
-                                             np.random.default_rng([args.seed, 1, len(ships[s])])))
+        subsets, summaries = labelled_subsets(sets, everything, work, "all", args, 0, every_empty=True)
         tiles = sum(x["ship_tiles"] + x["negative_tiles"] for x in summaries)
         prep = time.perf_counter() - t0
-        for method, encoder, epochs in (("fewshot", "frozen", fewshot_epochs(tiles, args)),
-                                        ("full", "full", args.epochs)):
+        for method, encoder in trainings:
+            epochs = fewshot_epochs(tiles, args) if method == "fewshot" else args.epochs
             model = models / f"{method}_all.safetensors"
             t0 = time.perf_counter()
             run = train_on(subsets, base, model, encoder, epochs, args)
             seconds = time.perf_counter() - t0 + prep
-            runs.append({"method": method, **everything, "labelled": n, "model": str(model), "encoder": encoder,
+            runs.append({"method": method, "k": "all", "draw": 0, "scene": ",".join(args.train_scenes),
+                         "ship_ids": everything, "labelled": n, "model": str(model), "encoder": encoder,
                          "seconds": round(seconds, 1), "dataset": {k: sum(x[k] for x in summaries)
                                                                    for k in summaries[0]}, **run})
             print(f"  {method} (encoder {encoder}) on all {n} ships ({tiles} tiles): {epochs} epochs, {seconds:.0f} s, "
                   f"threshold {run['threshold']:g}", flush=True)
     return runs
+
+
+def labelled_subsets(sets: dict, chosen: dict, work: Path, tag: str, args, draw: int,
+                     every_empty: bool = False) -> tuple[list, list]:
+    """``labelled_subset`` of every training scene holding chosen ships: (dataset paths, their summaries)."""
+    subsets, summaries = [], []
+    n = sum(len(ids) for ids in chosen.values())
+    for s, ids in chosen.items():
+        subsets.append(work / f"{tag}_{s}")
+        summaries.append(labelled_subset(sets[s], ids, subsets[-1], np.random.default_rng([args.seed, 1, n, draw]),
+                                         every_empty))
+    return subsets, summaries
 
 
 # ---- scoring -----------------------------------------------------------------------------------------------------
@@ -529,6 +564,8 @@ def markdown(result: dict) -> str:
              "adaptation s |", "|---|---|---|---|---|---|---|---|"]
     for r in result["table"]:
         k = "0 (base)" if r["method"] == "base" else (f"all ({r['labelled']:g})" if r["k"] == "all" else str(r["k"]))
+        if r["k"] != "all" and r["labelled"] != r["k"]:
+            k += f" ({r['labelled']:g} used)"
         bound = "≤ " if r["flooded"] else ""
         f1 = bound + fmt(r["f1"]) + (f" ({fmt(r['f1_min'], 2)}-{fmt(r['f1_max'], 2)})" if r["draws"] > 1 else "")
         draws = f"{r['draws']}" + (f" ({r['flooded']} flooded)" if r["flooded"] else "")
@@ -547,7 +584,8 @@ def markdown(result: dict) -> str:
         *lines, "",
         "F1: mean over draws (min-max). oneshot: PerSAM-F personalisation of the base (SAM frozen); fewshot: "
         f"init=base, frozen encoder (decoder + prompter), at least {a['fewshot_steps']} steps; full: init=base, "
-        f"whole model, {a['epochs']} epochs. oneshot at 'all' takes one training scene's ships (one draw per scene). "
+        f"whole model, {a['epochs']} epochs. oneshot takes the draw's ships of one scene (the one holding most "
+        "of them: '20 (7 used)'). "
         "Thresholds and best epochs come from the labelled tiles alone. Box-prompt mask IoU: the truth boxes as "
         f"prompts (the filled box itself scores {fmt(filled)}). Adaptation s: wall "
         "seconds of personalise / train (dataset building and tile encoding included) on one CPU core of a busy "
