@@ -362,8 +362,7 @@ def adapt(args, base: Path, sets: dict, ships: dict) -> list[dict]:
             continue
         t0 = time.perf_counter()
         n = sum(len(ids) for ids in p["ships"].values())
-        subsets, summaries = labelled_subsets(sets, p["ships"], work, tag, args, p["draw"])
-        summary = {k: sum(x[k] for x in summaries) for k in summaries[0]}
+        subsets, summary = labelled_subsets(sets, p["ships"], work, tag, args, p["draw"])
         epochs = fewshot_epochs(summary["ship_tiles"] + summary["negative_tiles"], args)
         run = train_on(subsets, base, models / f"fewshot_{tag}.safetensors", "frozen", epochs, args)
         seconds = time.perf_counter() - t0
@@ -379,8 +378,8 @@ def adapt(args, base: Path, sets: dict, ships: dict) -> list[dict]:
         everything = {s: [int(i) for i in ships[s].index] for s in args.train_scenes}
         n = sum(len(ids) for ids in everything.values())
         t0 = time.perf_counter()
-        subsets, summaries = labelled_subsets(sets, everything, work, "all", args, 0, every_empty=True)
-        tiles = sum(x["ship_tiles"] + x["negative_tiles"] for x in summaries)
+        subsets, summary = labelled_subsets(sets, everything, work, "all", args, 0, every_empty=True)
+        tiles = summary["ship_tiles"] + summary["negative_tiles"]
         prep = time.perf_counter() - t0
         for method, encoder in trainings:
             epochs = fewshot_epochs(tiles, args) if method == "fewshot" else args.epochs
@@ -390,23 +389,22 @@ def adapt(args, base: Path, sets: dict, ships: dict) -> list[dict]:
             seconds = time.perf_counter() - t0 + prep
             runs.append({"method": method, "k": "all", "draw": 0, "scene": ",".join(args.train_scenes),
                          "ship_ids": everything, "labelled": n, "model": str(model), "encoder": encoder,
-                         "seconds": round(seconds, 1), "dataset": {k: sum(x[k] for x in summaries)
-                                                                   for k in summaries[0]}, **run})
+                         "seconds": round(seconds, 1), "dataset": summary, **run})
             print(f"  {method} (encoder {encoder}) on all {n} ships ({tiles} tiles): {epochs} epochs, {seconds:.0f} s, "
                   f"threshold {run['threshold']:g}", flush=True)
     return runs
 
 
 def labelled_subsets(sets: dict, chosen: dict, work: Path, tag: str, args, draw: int,
-                     every_empty: bool = False) -> tuple[list, list]:
-    """``labelled_subset`` of every training scene holding chosen ships: (dataset paths, their summaries)."""
+                     every_empty: bool = False) -> tuple[list, dict]:
+    """``labelled_subset`` of every training scene holding chosen ships: (dataset paths, their summaries summed)."""
     subsets, summaries = [], []
     n = sum(len(ids) for ids in chosen.values())
     for s, ids in chosen.items():
         subsets.append(work / f"{tag}_{s}")
         summaries.append(labelled_subset(sets[s], ids, subsets[-1], np.random.default_rng([args.seed, 1, n, draw]),
                                          every_empty))
-    return subsets, summaries
+    return subsets, {k: sum(x[k] for x in summaries) for k in summaries[0]}
 
 
 # ---- scoring -----------------------------------------------------------------------------------------------------
