@@ -13,9 +13,13 @@ from samgeo_ship.dataset import prepare_dataset
 @click.option("--bands", default=None, help="Bands by description or 1-based index, e.g. B04,B03,B02 or 3,2,1.")
 @click.option("--tile-size", default=512, show_default=True, type=click.IntRange(min=16), help="Tile size in px.")
 @click.option("--overlap", default=32, show_default=True, type=click.IntRange(min=0), help="Halo per side in px.")
+@click.option("--labelled-area", type=click.Path(dir_okay=False), default=None,
+              help="Polygons (any vector format, any CRS) inside which every ship is labelled: the rest of the scene "
+                   "becomes nodata, so its unlabelled ships are not taught as background. For a partly labelled "
+                   "scene, e.g. 20 ships labelled in one basin.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def prepare(scene, labels, output, bands, tile_size, overlap, overwrite, quiet):
+def prepare(scene, labels, output, bands, tile_size, overlap, labelled_area, overwrite, quiet):
     """Tile SCENE and rasterise the ships in LABELS (GeoJSON, GeoPackage, Shapefile, GeoParquet or COCO JSON)
     into a training dataset.
 
@@ -23,9 +27,10 @@ def prepare(scene, labels, output, bands, tile_size, overlap, overwrite, quiet):
     """
     with progress_bar("tiles", quiet) as update:
         summary = prepare_dataset(scene, labels, output, bands=bands, tile_size=tile_size, overlap=overlap,
-                                  overwrite=overwrite, progress=update)
+                                  overwrite=overwrite, progress=update, labelled_area=labelled_area)
     dropped = ", ".join(f"{n} {reason}" for reason, n in summary.dropped.items()) or "none"
-    click.echo(f"{output}: {summary.tiles} tiles ({summary.tiles_skipped_nodata} skipped as nodata), "
+    area = f", {summary.tiles_outside_area} outside the labelled area" if labelled_area else ""
+    click.echo(f"{output}: {summary.tiles} tiles ({summary.tiles_skipped_nodata} skipped as nodata{area}), "
                f"{summary.ships} ships ({summary.ships_in_tiles} in tiles, {summary.truncated_instances} truncated "
                f"tile instances), {sum(summary.dropped.values())} labels dropped ({dropped}), "
                f"{summary.repaired} repaired")

@@ -23,7 +23,7 @@ import rasterio
 
 from samgeo_ship.atomic import atomic_dir
 from samgeo_ship.errors import fail
-from samgeo_ship.labels import load_labels, tile_instances
+from samgeo_ship.labels import known_pixels, load_area, load_labels, tile_instances
 from samgeo_ship.raster import Scene, to_uint8
 from samgeo_ship.tiling import TileGrid
 
@@ -34,6 +34,7 @@ FORMAT = "shipseg-dataset/1"
 class PrepareSummary:
     tiles: int
     tiles_skipped_nodata: int
+    tiles_outside_area: int
     ships: int
     ships_in_tiles: int
     truncated_instances: int
@@ -45,8 +46,14 @@ class PrepareSummary:
 
 
 def prepare_dataset(scene_path, labels_path, out_dir, bands=None, tile_size: int = 512, overlap: int = 32,
-                    overwrite: bool = False, progress: Callable[[int, int], None] | None = None) -> PrepareSummary:
+                    overwrite: bool = False, progress: Callable[[int, int], None] | None = None,
+                    labelled_area=None) -> PrepareSummary:
     """Tile ``scene_path``, rasterise the ships of ``labels_path`` per tile and write a dataset to ``out_dir``.
+
+    ``labelled_area``: polygons (a vector file) inside which every ship is labelled, for a partly labelled scene.
+    Pixels outside it and off every labelled ship are written as nodata (0, GDAL mask cleared), and tiles left
+    with no valid core pixel are skipped, so the unlabelled ships elsewhere never become training background.
+    Without it the whole scene counts as labelled.
 
     The directory appears whole when done, or not at all. ``progress(done, total)`` is called after each tile."""
     out_dir = Path(out_dir)
@@ -54,20 +61,25 @@ def prepare_dataset(scene_path, labels_path, out_dir, bands=None, tile_size: int
         raise fail(out_dir, "already exists (use --overwrite to replace it)")
     with Scene.open(scene_path, bands=bands) as scene:
         labels = load_labels(labels_path, scene)
+        area = None if labelled_area is None else load_area(labelled_area, scene)
         grid = TileGrid.for_scene(scene, tile_size, overlap_px=overlap)
         with atomic_dir(out_dir, overwrite=overwrite) as tmp:
-            summary = _write_tiles(scene, labels, grid, tmp, progress)
-            _write_card(tmp / "dataset.json", scene, grid, summary, labels.dropped)
+            summary = _write_tiles(scene, labels, area, grid, tmp, progress)
+            _write_card(tmp / "dataset.json", scene, grid, summary, labels.dropped, labelled_area)
     return summary
 
 
-def _write_tiles(scene, labels, grid, root: Path, progress) -> PrepareSummary:
+def _write_tiles(scene, labels, area, grid, root: Path, progress) -> PrepareSummary:
     (root / "images").mkdir()
     (root / "masks").mkdir()
-    rows, seen, written, truncated = [], set(), 0, 0
+    rows, seen, written, outside, truncated = [], set(), 0, 0, 0
     geoms = labels.ships.set_index("ship_id").geometry
     for done, tile in enumerate(grid, start=1):
         image, valid = scene.read(tile.window)
+        if area is not None and valid[tile.core_slices()].any():
+            valid &= known_pixels(area, labels, tile)
+            image[:, ~valid] = 0.0
+            outside += not valid[tile.core_slices()].any()
         if valid[tile.core_slices()].any():
             inst = tile_instances(labels, tile, (scene.height, scene.width))
             _write_chip(root / "images" / f"{tile.id}.tif", to_uint8(image), valid, tile, scene.crs, scene.band_names)
@@ -86,7 +98,8 @@ def _write_tiles(scene, labels, grid, root: Path, progress) -> PrepareSummary:
     index = gpd.GeoDataFrame(rows, columns=["tile", "instance", "ship_id", "box_x0", "box_y0", "box_x1", "box_y1",
                                             "truncated", "area_px", "geometry"], geometry="geometry", crs=scene.crs)
     index.to_parquet(root / "instances.parquet")
-    return PrepareSummary(tiles=written, tiles_skipped_nodata=len(grid) - written, ships=len(labels),
+    return PrepareSummary(tiles=written, tiles_skipped_nodata=len(grid) - written - outside,
+                          tiles_outside_area=outside, ships=len(labels),
                           ships_in_tiles=len(seen), truncated_instances=truncated,
                           dropped=labels.dropped_reasons(), repaired=labels.repaired)
 
@@ -109,7 +122,7 @@ def _write_chip(path: Path, data: np.ndarray, valid, tile, crs, names):
             dst.write_mask(valid.astype(np.uint8) * 255)
 
 
-def _write_card(path: Path, scene, grid, summary: PrepareSummary, dropped: dict):
+def _write_card(path: Path, scene, grid, summary: PrepareSummary, dropped: dict, labelled_area):
     card = {
         "format": FORMAT,
         "scene": str(scene.path),
@@ -122,5 +135,6 @@ def _write_card(path: Path, scene, grid, summary: PrepareSummary, dropped: dict)
         "overlap": grid.overlap,
         "summary": summary.to_dict(),
         "dropped_labels": {str(k): v for k, v in dropped.items()},
+        "labelled_area": None if labelled_area is None else str(labelled_area),
     }
     path.write_text(json.dumps(card, indent=2))

@@ -74,14 +74,35 @@ def load_labels(path, scene) -> Labels:
     return _clean(ids, geoms, crs, scene)
 
 
+def load_area(path, scene):
+    """The labelled area of a partly labelled scene: the union of the polygons in ``path`` (any format
+    ``load_labels`` reads, in any CRS), in the scene's CRS. Raises when none of them lies in the scene."""
+    area = load_labels(path, scene)
+    if len(area) == 0:
+        raise fail(path, "no polygon of the labelled area lies in the scene")
+    return shapely.union_all(list(area.ships.geometry))
+
+
+def known_pixels(area, labels: Labels, tile) -> np.ndarray:
+    """(H, W) bool: the pixels of ``tile`` whose centre lies in ``area`` or on a labelled ship, i.e. where every
+    ship is labelled."""
+    hits = labels.ships.sindex.query(box(*_tile_bounds(tile)))
+    shapes_ = [area, *labels.ships.geometry.iloc[sorted(hits)]]
+    return rasterize(shapes_, out_shape=(tile.size, tile.size), transform=tile.transform, dtype=np.uint8) > 0
+
+
+def _tile_bounds(tile) -> tuple[float, float, float, float]:
+    x0, y0 = tile.transform @ (0, 0)
+    x1, y1 = tile.transform @ (tile.size, tile.size)
+    return min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)
+
+
 def tile_instances(labels: Labels, tile, scene_shape: tuple[int, int]) -> TileInstances:
     """Rasterise the ships that intersect ``tile.window`` into instance masks (pixel-centre rule, as GDAL does).
 
     ``scene_shape``: (height, width) of the scene in pixels; pixels of the window outside the scene hold no ship."""
     size = tile.size
-    x0, y0 = tile.transform @ (0, 0)
-    x1, y1 = tile.transform @ (size, size)
-    hits = labels.ships.sindex.query(box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
+    hits = labels.ships.sindex.query(box(*_tile_bounds(tile)))
     inside = _inside_scene(tile.window, scene_shape)
     ids, masks, boxes, truncated = [], [], [], []
     for i in sorted(hits):

@@ -133,3 +133,53 @@ def test_prepare_counts_every_sen2ships_ship(tmp_path, sen2ships, name):
                               bands="B04,B03,B02", tile_size=256, overlap=16)
     assert summary.ships + sum(summary.dropped.values()) == n_labels
     assert summary.ships_in_tiles == summary.ships
+
+
+def test_labelled_area_blanks_the_unlabelled_rest_of_the_scene(tmp_path, harbour):
+    """A partly labelled scene: ships 1-3 labelled in the top band (the labelled area) and ship 5 outside it. Ships
+    4 and 6 are unlabelled, so no chip may show them: their pixels are nodata, never background."""
+    scene, all_labels = harbour
+    ships = gpd.read_file(all_labels).to_crs("EPSG:32631")
+    labels, area = tmp_path / "some.gpkg", tmp_path / "area.geojson"
+    ships[ships.id.isin([1, 2, 3, 5])].to_file(labels)
+    gpd.GeoDataFrame(geometry=[ship(130, 55, 260, 110, 0)], crs="EPSG:32631").to_crs("EPSG:4326").to_file(area)
+    result = CliRunner().invoke(cli, ["prepare", str(scene), str(labels), "-o", str(tmp_path / "ds"), "--tile-size",
+                                      "64", "--overlap", "0", "--labelled-area", str(area), "-q"])
+    assert result.exit_code == 0, result.output
+    card = json.loads((tmp_path / "ds" / "dataset.json").read_text())
+    summary = card["summary"]
+    whole = prepare_dataset(scene, all_labels, tmp_path / "whole", tile_size=64, overlap=0)
+    assert summary["tiles_outside_area"] > 0 and f"{summary['tiles_outside_area']} outside the labelled area" in \
+        result.output
+    assert summary["tiles"] + summary["tiles_outside_area"] + summary["tiles_skipped_nodata"] == \
+        whole.tiles + whole.tiles_skipped_nodata
+    assert card["labelled_area"] == str(area)
+    valid, value = np.zeros((250, 260), bool), np.zeros((250, 260), np.uint16)
+    with rasterio.open(scene) as src:
+        to_scene_px = ~src.transform
+    for chip in (tmp_path / "ds" / "images").iterdir():
+        with rasterio.open(chip) as src:
+            col, row = (round(v) for v in to_scene_px @ (src.transform.c, src.transform.f))
+            h, w = min(64, 250 - row), min(64, 260 - col)
+            valid[row:row + h, col:col + w] |= src.dataset_mask()[:h, :w] > 0
+            value[row:row + h, col:col + w] |= src.read().max(axis=0)[:h, :w]
+    truth = ship_masks(tmp_path / "whole")
+    assert set(gpd.read_parquet(tmp_path / "ds" / "instances.parquet").ship_id) == {1, 2, 3, 5}
+    for hidden in (4, 6):
+        assert not valid[truth[hidden]].any() and not value[truth[hidden]].any()
+    for known in (1, 2, 3, 5):
+        assert valid[truth[known]].all()
+    assert valid[:100].mean() > 0.99  # the labelled area (rows 0-110) holds no nodata
+    assert valid[120:].sum() == truth[5].sum() > 0  # below it only the labelled ship 5 is known
+
+
+def test_labelled_area_outside_the_scene_is_one_line_exit_2(tmp_path, harbour):
+    scene, labels = harbour
+    area = tmp_path / "area.geojson"
+    gpd.GeoDataFrame(geometry=[ship(900, 900, 50, 50, 0)], crs="EPSG:32631").to_file(area)
+    result = CliRunner().invoke(cli, ["prepare", str(scene), str(labels), "-o", str(tmp_path / "ds"),
+                                      "--labelled-area", str(area), "-q"])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no polygon of the labelled area lies in the scene" in lines[0]
+    assert not any(p.name.startswith((".ds", "ds")) for p in tmp_path.iterdir())
