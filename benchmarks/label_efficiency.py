@@ -112,6 +112,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--test-scenes", default="algiers,cartagena", help="scored, never trained on [%(default)s]")
     p.add_argument("--ks", default="1,5,20,all", help="numbers of labelled ships; 'all' = every ship [%(default)s]")
     p.add_argument("--methods", default=",".join(METHODS), help="adaptations to run and score [%(default)s]")
+    p.add_argument("--negatives", choices=("sampled", "every"), default="sampled",
+                   help="empty tiles in a k < all ship dataset: NEG_PER_POSITIVE per ship tile, or every empty tile "
+                        "of the scenes holding the k ships [%(default)s]")
     p.add_argument("--draws", type=int, default=2, help=f"draws of k ships for k <= {SMALL_K} [%(default)s]")
     p.add_argument("--epochs", type=int, default=3, help="epochs of the trainings on all ships [%(default)s]")
     p.add_argument("--fewshot-steps", type=int, default=40,
@@ -342,7 +345,7 @@ def adapt(args, base: Path, sets: dict, ships: dict) -> list[dict]:
         most = max(args.train_scenes, key=lambda s: len(ships[s]))
         plan.append({"k": "all", "draw": 0, "ships": {most: [int(i) for i in ships[most].index]}})
     for p in plan:
-        tag = f"k{p['k']}_d{p['draw']}"
+        tag = f"k{p['k']}_d{p['draw']}" + ("_every" if args.negatives == "every" and p["k"] != "all" else "")
         if "oneshot" in args.methods:
             scene_name = oneshot_scene(p)
             ids = p["ships"][scene_name]
@@ -362,7 +365,8 @@ def adapt(args, base: Path, sets: dict, ships: dict) -> list[dict]:
             continue
         t0 = time.perf_counter()
         n = sum(len(ids) for ids in p["ships"].values())
-        subsets, summary = labelled_subsets(sets, p["ships"], work, tag, args, p["draw"])
+        subsets, summary = labelled_subsets(sets, p["ships"], work, tag, args, p["draw"],
+                                            every_empty=args.negatives == "every")
         epochs = fewshot_epochs(summary["ship_tiles"] + summary["negative_tiles"], args)
         run = train_on(subsets, base, models / f"fewshot_{tag}.safetensors", "frozen", epochs, args)
         seconds = time.perf_counter() - t0
