@@ -38,7 +38,7 @@ that was.
 
 A dataset of k ships. Each training scene is prepared once with all its labels (sen2ships.prepared); the k-ship
 dataset keeps (a) every tile holding a part of one of the k ships, with only those ships as instances, and (b) empty
-tiles (no labelled ship at all) as negatives, NEG_PER_POSITIVE per kept ship tile (at least MIN_NEGATIVES), drawn
+tiles (no labelled ship at all) as negatives, ``--negatives`` per kept ship tile (at least MIN_NEGATIVES), drawn
 with the seed. Other ships on a kept tile are not the user's labels, but they are ships: left in place they would
 teach the prompter that a ship is background. So their pixels (grown by ERASE_GROW_PX) are erased to nodata (zero,
 the GDAL mask cleared), as a user would mask out what they did not label; a chosen ship's own pixels are never
@@ -98,7 +98,7 @@ from samgeo_ship.training import TrainConfig, train  # noqa: E402
 from samgeo_ship.training.cache import encoder_sha256  # noqa: E402
 from samgeo_ship.training.checkpoint import checkpoint_path  # noqa: E402
 
-NEG_PER_POSITIVE = 0.5  # empty tiles kept per tile holding a labelled ship
+NEG_PER_POSITIVE = 0.5  # empty tiles kept per tile holding a labelled ship (--negatives' default)
 MIN_NEGATIVES = 2
 ERASE_GROW_PX = 1  # unlabelled ships on a kept tile are erased with this margin
 METHODS = ("oneshot", "fewshot", "full")
@@ -112,9 +112,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--test-scenes", default="algiers,cartagena", help="scored, never trained on [%(default)s]")
     p.add_argument("--ks", default="1,5,20,all", help="numbers of labelled ships; 'all' = every ship [%(default)s]")
     p.add_argument("--methods", default=",".join(METHODS), help="adaptations to run and score [%(default)s]")
-    p.add_argument("--negatives", choices=("sampled", "every"), default="sampled",
-                   help="empty tiles in a k < all ship dataset: NEG_PER_POSITIVE per ship tile, or every empty tile "
-                        "of the scenes holding the k ships [%(default)s]")
+    p.add_argument("--negatives", default=str(NEG_PER_POSITIVE), metavar="N|every",
+                   help="empty tiles in a k < all ship dataset: N per tile holding one of the k ships, or every empty "
+                        "tile of the scenes holding them [%(default)s]")
     p.add_argument("--draws", type=int, default=2, help=f"draws of k ships for k <= {SMALL_K} [%(default)s]")
     p.add_argument("--epochs", type=int, default=3, help="epochs of the trainings on all ships [%(default)s]")
     p.add_argument("--fewshot-steps", type=int, default=40,
@@ -142,6 +142,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.train_scenes = args.train_scenes.split(",")
     args.test_scenes = args.test_scenes.split(",")
     args.methods = args.methods.split(",")
+    try:
+        args.negatives = math.inf if args.negatives == "every" else float(args.negatives)
+        assert args.negatives >= 0
+    except (ValueError, AssertionError):
+        p.error("--negatives takes a number of empty tiles per ship tile (>= 0) or 'every'")
     if set(args.methods) - set(METHODS):
         p.error(f"--methods takes {', '.join(METHODS)}")
     if set(args.train_scenes) & set(args.test_scenes):
@@ -177,17 +182,17 @@ def grow(mask: np.ndarray, px: int) -> np.ndarray:
     return mask
 
 
-def labelled_subset(dataset: Path, ship_ids, out: Path, rng: np.random.Generator, every_empty: bool = False) -> dict:
+def labelled_subset(dataset: Path, ship_ids, out: Path, rng: np.random.Generator, negatives: float) -> dict:
     """Write ``out``: the dataset of ``dataset`` restricted to the ships ``ship_ids`` (module docstring: kept ship
-    tiles with the other ships erased, plus empty tiles as negatives: NEG_PER_POSITIVE per ship tile, or every one
-    with ``every_empty``). Unchanged chips are links to the original."""
+    tiles with the other ships erased, plus empty tiles as negatives: ``negatives`` per ship tile, at least
+    MIN_NEGATIVES; every one when it is inf). Unchanged chips are links to the original."""
     inst = gpd.read_parquet(dataset / "instances.parquet")
     chosen = {int(s) for s in ship_ids}
     tiles = sorted(p.stem for p in (dataset / "images").glob("*.tif"))
     by_tile = inst.groupby("tile")["ship_id"].apply(set)
     positive = [t for t in tiles if t in by_tile.index and by_tile[t] & chosen]
     empty = [t for t in tiles if t not in by_tile.index]
-    n_neg = len(empty) if every_empty else min(len(empty), max(MIN_NEGATIVES, round(NEG_PER_POSITIVE * len(positive))))
+    n_neg = len(empty) if math.isinf(negatives) else min(len(empty), max(MIN_NEGATIVES, round(negatives * len(positive))))
     negative = sorted(rng.choice(empty, n_neg, replace=False).tolist()) if n_neg else []
     link = lambda tmp, sub, t: (tmp / sub / f"{t}.tif").symlink_to((dataset / sub / f"{t}.tif").resolve())
     rows, erased_tiles, erased_ships = [], 0, set()
@@ -345,7 +350,7 @@ def adapt(args, base: Path, sets: dict, ships: dict) -> list[dict]:
         most = max(args.train_scenes, key=lambda s: len(ships[s]))
         plan.append({"k": "all", "draw": 0, "ships": {most: [int(i) for i in ships[most].index]}})
     for p in plan:
-        tag = f"k{p['k']}_d{p['draw']}" + ("_every" if args.negatives == "every" and p["k"] != "all" else "")
+        tag = f"k{p['k']}_d{p['draw']}" + ("" if args.negatives == NEG_PER_POSITIVE else f"_neg{args.negatives:g}")
         if "oneshot" in args.methods:
             scene_name = oneshot_scene(p)
             ids = p["ships"][scene_name]
@@ -365,8 +370,7 @@ def adapt(args, base: Path, sets: dict, ships: dict) -> list[dict]:
             continue
         t0 = time.perf_counter()
         n = sum(len(ids) for ids in p["ships"].values())
-        subsets, summary = labelled_subsets(sets, p["ships"], work, tag, args, p["draw"],
-                                            every_empty=args.negatives == "every")
+        subsets, summary = labelled_subsets(sets, p["ships"], work, tag, args, p["draw"], args.negatives)
         epochs = fewshot_epochs(summary["ship_tiles"] + summary["negative_tiles"], args)
         run = train_on(subsets, base, models / f"fewshot_{tag}.safetensors", "frozen", epochs, args)
         seconds = time.perf_counter() - t0
@@ -382,7 +386,7 @@ def adapt(args, base: Path, sets: dict, ships: dict) -> list[dict]:
         everything = {s: [int(i) for i in ships[s].index] for s in args.train_scenes}
         n = sum(len(ids) for ids in everything.values())
         t0 = time.perf_counter()
-        subsets, summary = labelled_subsets(sets, everything, work, "all", args, 0, every_empty=True)
+        subsets, summary = labelled_subsets(sets, everything, work, "all", args, 0, math.inf)
         tiles = summary["ship_tiles"] + summary["negative_tiles"]
         prep = time.perf_counter() - t0
         for method, encoder in trainings:
@@ -400,14 +404,14 @@ def adapt(args, base: Path, sets: dict, ships: dict) -> list[dict]:
 
 
 def labelled_subsets(sets: dict, chosen: dict, work: Path, tag: str, args, draw: int,
-                     every_empty: bool = False) -> tuple[list, dict]:
+                     negatives: float) -> tuple[list, dict]:
     """``labelled_subset`` of every training scene holding chosen ships: (dataset paths, their summaries summed)."""
     subsets, summaries = [], []
     n = sum(len(ids) for ids in chosen.values())
     for s, ids in chosen.items():
         subsets.append(work / f"{tag}_{s}")
         summaries.append(labelled_subset(sets[s], ids, subsets[-1], np.random.default_rng([args.seed, 1, n, draw]),
-                                         every_empty))
+                                         negatives))
     return subsets, {k: sum(x[k] for x in summaries) for k in summaries[0]}
 
 
@@ -585,7 +589,10 @@ def markdown(result: dict) -> str:
         f"Bands B04,B03,B02, 64 px tiles, 8 px overlap; {a['threads']} thread(s), seed {a['seed']}.", "",
         *lines, "",
         "F1: mean over draws (min-max). oneshot: PerSAM-F personalisation of the base (SAM frozen); fewshot: "
-        f"init=base, frozen encoder (decoder + prompter), at least {a['fewshot_steps']} steps; full: init=base, "
+        f"init=base, frozen encoder (decoder + prompter), at least {a['fewshot_steps']} steps, negatives below "
+        "k = all: " + ("every empty tile of the scenes holding the k ships" if a['negatives'] == "every" else
+                       f"{a['negatives']:g} empty tiles per tile holding one of the k ships") + " (at k = all: every "
+        "empty tile); full: init=base, "
         f"whole model, {a['epochs']} epochs. oneshot takes the draw's ships of one scene (the one holding most "
         "of them: '20 (7 used)'). "
         "Thresholds and best epochs come from the labelled tiles alone. Box-prompt mask IoU: the truth boxes as "
@@ -698,7 +705,8 @@ def main(argv=None) -> dict:
     print("scoring", flush=True)
     score_runs(runs, args)
     t_score = time.perf_counter()
-    result = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "base": base_info,
+    shown = lambda v: str(v) if isinstance(v, Path) else "every" if v is math.inf else v
+    result = {"args": {k: shown(v) for k, v in vars(args).items()}, "base": base_info,
               "table": aggregate(runs), "runs": runs,
               "seconds": {"data": round(t_data - started, 1), "base": round(t_base - t_data, 1),
                           "adapt": round(t_adapt - t_base, 1), "score": round(t_score - t_adapt, 1)},
