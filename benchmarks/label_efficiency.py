@@ -2,7 +2,7 @@
 Sentinel-2 need?
 
     .venv/bin/python benchmarks/label_efficiency.py [--train-scenes busan] [--test-scenes algiers,cartagena]
-        [--ks 1,5,20,all] [--methods oneshot,fewshot,full] [--draws 2] [--epochs 3] [--base-epochs 4]
+        [--ks 1,5,20,all] [--methods oneshot,fewshot,full] [--draws 2] [--draws-large 1] [--epochs 3] [--base-epochs 4]
         [--threads 1] [--out DIR] [--quick]
 
 The base model has never seen Sentinel-2: a sam_tiny trained from random initialisation on synthetic Sentinel-2-like
@@ -32,7 +32,7 @@ training scenes (``--train-scenes a,b,c``) give the trainings more varied ships 
 
 Draws. Draw d is a seeded permutation (seed, d) of every ship of the training scenes pooled, of which the first k are
 labelled, so the k = 1 ship of a draw is among its k = 5 ships and so on (a learning curve per draw). k <= 5 is
-drawn ``--draws`` times, larger k once. fewshot trains on all k ships, wherever they are; oneshot takes those of
+drawn ``--draws`` times, larger k ``--draws-large`` times (once by default). fewshot trains on all k ships, wherever they are; oneshot takes those of
 them that lie in the scene holding the most of the k (all k with one training scene), and its row reports how many
 that was.
 
@@ -116,6 +116,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="empty tiles in a k < all ship dataset: N per tile holding one of the k ships, or every empty "
                         "tile of the scenes holding them [%(default)s]")
     p.add_argument("--draws", type=int, default=2, help=f"draws of k ships for k <= {SMALL_K} [%(default)s]")
+    p.add_argument("--draws-large", type=int, default=1, help=f"draws of k ships for k > {SMALL_K} [%(default)s]")
     p.add_argument("--epochs", type=int, default=3, help="epochs of the trainings on all ships [%(default)s]")
     p.add_argument("--fewshot-steps", type=int, default=40,
                    help="few-shot trainings run at least this many optimiser steps [%(default)s]")
@@ -326,7 +327,7 @@ def draws(args, ships: dict) -> list[dict]:
     pool = [(s, int(i)) for s in args.train_scenes for i in ships[s].index]
     out = []
     for k in [k for k in args.ks if k != "all"]:
-        for d in range(args.draws if k <= SMALL_K else 1):
+        for d in range(args.draws if k <= SMALL_K else args.draws_large):
             order = np.random.default_rng([args.seed, d]).permutation(len(pool))
             chosen = [pool[j] for j in order[:k]]
             out.append({"k": k, "draw": d, "ships": {s: [i for t, i in chosen if t == s]

@@ -41,6 +41,16 @@ def test_enough_ships_or_the_right_mode_get_no_overfitting_warning():
     assert advise(TrainConfig(init=BASE, encoder="frozen"), ships=40, tiles=1, validation_given=True) == []
 
 
+def test_few_shipless_tiles_get_a_warning_about_false_alarms():
+    config = TrainConfig(init=BASE, encoder="frozen")
+    few = advise(config, ships=40, tiles=82, empty_tiles=28)
+    assert len(few) == 1 and few[0].startswith("28 shipless tiles for 54 tiles with ships") and "--labelled-area" in \
+        few[0]
+    assert advise(config, ships=40, tiles=54 * 11, empty_tiles=54 * 10) == []
+    assert advise(config, ships=40, tiles=82) == []  # not counted
+    assert not any("shipless" in line for line in advise(config, ships=0, tiles=10, empty_tiles=10))
+
+
 def test_train_from_a_base_with_a_frozen_encoder_on_one_scene(tmp_path):
     data = ship_dataset(tmp_path / "ds", ships=3)
     out = tmp_path / "m.safetensors"
@@ -49,7 +59,8 @@ def test_train_from_a_base_with_a_frozen_encoder_on_one_scene(tmp_path):
                                       "--cache-dir", str(tmp_path / "cache")])
     assert result.exit_code == 0, result.output
     warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning: ")]
-    assert len(warnings) == 1 and "shipseg oneshot" in warnings[0]
+    # 3 ships on 4 tiles: the oneshot hint, and too few shipless tiles to learn what is not a ship
+    assert len(warnings) == 2 and "shipseg oneshot" in warnings[0] and "shipless tiles for" in warnings[1]
     card = read_card(out)
     assert card.encoder_mode == "frozen" and "image_encoder" not in card.trained
     assert set(card.trained) == {"mask_decoder", "prompt_encoder", "prompter"}
