@@ -117,6 +117,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "tile of the scenes holding them [%(default)s]")
     p.add_argument("--draws", type=int, default=2, help=f"draws of k ships for k <= {SMALL_K} [%(default)s]")
     p.add_argument("--draws-large", type=int, default=1, help=f"draws of k ships for k > {SMALL_K} [%(default)s]")
+    p.add_argument("--first-draw", type=int, default=0,
+                   help="number the draws from this one, e.g. to add draw 1 to an earlier run [%(default)s]")
     p.add_argument("--epochs", type=int, default=3, help="epochs of the trainings on all ships [%(default)s]")
     p.add_argument("--fewshot-steps", type=int, default=40,
                    help="few-shot trainings run at least this many optimiser steps [%(default)s]")
@@ -327,7 +329,7 @@ def draws(args, ships: dict) -> list[dict]:
     pool = [(s, int(i)) for s in args.train_scenes for i in ships[s].index]
     out = []
     for k in [k for k in args.ks if k != "all"]:
-        for d in range(args.draws if k <= SMALL_K else args.draws_large):
+        for d in range(args.first_draw, args.first_draw + (args.draws if k <= SMALL_K else args.draws_large)):
             order = np.random.default_rng([args.seed, d]).permutation(len(pool))
             chosen = [pool[j] for j in order[:k]]
             out.append({"k": k, "draw": d, "ships": {s: [i for t, i in chosen if t == s]
