@@ -353,7 +353,8 @@ def adapt(args, base: Path, sets: dict, ships: dict) -> list[dict]:
         most = max(args.train_scenes, key=lambda s: len(ships[s]))
         plan.append({"k": "all", "draw": 0, "ships": {most: [int(i) for i in ships[most].index]}})
     for p in plan:
-        tag = f"k{p['k']}_d{p['draw']}" + ("" if args.negatives == NEG_PER_POSITIVE else f"_neg{args.negatives:g}")
+        tag = f"k{p['k']}_d{p['draw']}" + ("" if args.negatives == NEG_PER_POSITIVE else
+                                              "_negevery" if math.isinf(args.negatives) else f"_neg{args.negatives:g}")
         if "oneshot" in args.methods:
             scene_name = oneshot_scene(p)
             ids = p["ships"][scene_name]
