@@ -19,7 +19,8 @@ LORA_SHIPS = 50
 ONESHOT_SHIPS = 5
 # Shipless tiles per tile with ships below which detection will have poor precision: the prompter learns what is not
 # a ship from them (label-efficiency benchmark, few-shot on 20 sen2ships ships: 0.5 shipless tiles per ship tile gave
-# precision 0.06 on unseen scenes, 10 per ship tile 0.14, every empty tile of their six scenes (81) 0.57).
+# precision 0.06 on unseen scenes, 10 per ship tile 0.14; every empty tile, 81-93 per ship tile, 0.57 in one draw
+# while the other's prompter fell silent, so this is a floor to warn below, not a target).
 EMPTY_PER_SHIP_TILE = 10
 
 
