@@ -147,8 +147,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.methods = args.methods.split(",")
     try:
         args.negatives = math.inf if args.negatives == "every" else float(args.negatives)
-        assert args.negatives >= 0
-    except (ValueError, AssertionError):
+    except ValueError:
+        args.negatives = -1.0
+    if not args.negatives >= 0:  # also NaN
         p.error("--negatives takes a number of empty tiles per ship tile (>= 0) or 'every'")
     if set(args.methods) - set(METHODS):
         p.error(f"--methods takes {', '.join(METHODS)}")

@@ -15,7 +15,7 @@ from rasterio.features import rasterize, shapes
 from rasterio.windows import Window
 from shapely.geometry import box, shape
 
-from samgeo_ship.errors import fail
+from samgeo_ship.errors import ShipsegError, fail
 from samgeo_ship.raster import window_around
 
 VECTOR_SUFFIXES = {".geojson", ".json", ".gpkg", ".shp", ".parquet", ".geoparquet", ".fgb"}
@@ -77,7 +77,10 @@ def load_labels(path, scene) -> Labels:
 def load_area(path, scene):
     """The labelled area of a partly labelled scene: the union of the polygons in ``path`` (any format
     ``load_labels`` reads, in any CRS), in the scene's CRS. Raises when none of them lies in the scene."""
-    area = load_labels(path, scene)
+    try:
+        area = load_labels(path, scene)
+    except ShipsegError as exc:  # the same reader's words, said of the area
+        raise ShipsegError(f"labelled area {exc}") from None
     if len(area) == 0:
         raise fail(path, "no polygon of the labelled area lies in the scene")
     return shapely.union_all(list(area.ships.geometry))

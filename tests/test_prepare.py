@@ -173,13 +173,18 @@ def test_labelled_area_blanks_the_unlabelled_rest_of_the_scene(tmp_path, harbour
     assert valid[120:].sum() == truth[5].sum() > 0  # below it only the labelled ship 5 is known
 
 
-def test_labelled_area_outside_the_scene_is_one_line_exit_2(tmp_path, harbour):
+@pytest.mark.parametrize("case, words", [("outside", "no polygon of the labelled area lies in the scene"),
+                                         ("empty", "labelled area "), ("missing", "labelled area ")])
+def test_bad_labelled_area_is_one_line_exit_2(tmp_path, harbour, case, words):
     scene, labels = harbour
     area = tmp_path / "area.geojson"
-    gpd.GeoDataFrame(geometry=[ship(900, 900, 50, 50, 0)], crs="EPSG:32631").to_file(area)
+    if case == "outside":
+        gpd.GeoDataFrame(geometry=[ship(900, 900, 50, 50, 0)], crs="EPSG:32631").to_file(area)
+    elif case == "empty":
+        area.write_text('{"type": "FeatureCollection", "features": []}')
     result = CliRunner().invoke(cli, ["prepare", str(scene), str(labels), "-o", str(tmp_path / "ds"),
                                       "--labelled-area", str(area), "-q"])
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "no polygon of the labelled area lies in the scene" in lines[0]
+    assert len(lines) == 1 and words in lines[0]
     assert not any(p.name.startswith((".ds", "ds")) for p in tmp_path.iterdir())
