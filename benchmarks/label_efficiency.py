@@ -115,6 +115,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--negatives", default=str(NEG_PER_POSITIVE), metavar="N|every",
                    help="empty tiles in a k < all ship dataset: N per tile holding one of the k ships, or every empty "
                         "tile of the scenes holding them [%(default)s]")
+    p.add_argument("--balanced", action="store_true",
+                   help="few-shot trainings hold every empty tile of the scenes holding the k ships and draw a fresh "
+                        "--negatives N per ship tile of them each epoch; they validate on a fixed N per ship tile")
     p.add_argument("--draws", type=int, default=2, help=f"draws of k ships for k <= {SMALL_K} [%(default)s]")
     p.add_argument("--draws-large", type=int, default=1, help=f"draws of k ships for k > {SMALL_K} [%(default)s]")
     p.add_argument("--first-draw", type=int, default=0,
@@ -122,6 +125,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=3, help="epochs of the trainings on all ships [%(default)s]")
     p.add_argument("--fewshot-steps", type=int, default=40,
                    help="few-shot trainings run at least this many optimiser steps [%(default)s]")
+    p.add_argument("--fewshot-epochs", type=int, default=None,
+                   help="epochs of the k < all few-shot trainings [at least --epochs and --fewshot-steps]")
     p.add_argument("--base", type=Path, default=None, metavar="BUNDLE",
                    help="use this base model (it must never have seen sen2ships, e.g. "
                         "benchmarks/models/synthetic_base.safetensors) instead of training one [train one]")
@@ -151,6 +156,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.negatives = -1.0
     if not args.negatives >= 0:  # also NaN
         p.error("--negatives takes a number of empty tiles per ship tile (>= 0) or 'every'")
+    if args.balanced and not 0 < args.negatives < math.inf:
+        p.error("--balanced draws --negatives N per ship tile each epoch: N must be a number above 0")
+    if args.fewshot_epochs is not None and args.fewshot_epochs < 1:
+        p.error("--fewshot-epochs takes a number of epochs >= 1")
     if set(args.methods) - set(METHODS):
         p.error(f"--methods takes {', '.join(METHODS)}")
     if set(args.train_scenes) & set(args.test_scenes):
@@ -299,17 +308,19 @@ def report_epoch(r: dict) -> None:
           flush=True)
 
 
-def train_on(datasets: list[Path], base: Path, output: Path, encoder: str, epochs: int, args) -> dict:
-    """init=base training on ``datasets``, validating on them (no held-out labels); the fresh embedding cache is
-    removed afterwards. Returns what the card says about the run."""
+def train_on(datasets: list[Path], base: Path, output: Path, encoder: str, epochs: int, args,
+             ratio: float | None = None, val: list[Path] | None = None) -> dict:
+    """init=base training on ``datasets``, validating on them (no held-out labels) or on ``val`` (a subset of their
+    tiles); every empty tile each epoch, or a fresh ``ratio`` per ship tile (TrainConfig.negative_ratio). The fresh
+    embedding cache is removed afterwards. Returns what the card says about the run."""
     tiles = sum(len(list((d / "images").glob("*.tif"))) for d in datasets)
     cache = args.out / "cache" / "embeddings" / output.stem
     shutil.rmtree(cache, ignore_errors=True)
     config = TrainConfig(model_type="sam_tiny", init=str(base), encoder=encoder, epochs=epochs,
                          batch_size=args.batch_size, lr=args.lr, patience=epochs, seed=args.seed, device="cpu",
-                         negatives=1.0, threads=args.threads, cache_dir=str(cache))
+                         negative_ratio=ratio, threads=args.threads, cache_dir=str(cache))
     try:
-        result = train(datasets, output, config, val_datasets=datasets)
+        result = train(datasets, output, config, val_datasets=val or datasets)
     finally:
         shutil.rmtree(cache, ignore_errors=True)
         checkpoint_path(output).unlink(missing_ok=True)
@@ -320,6 +331,8 @@ def train_on(datasets: list[Path], base: Path, output: Path, encoder: str, epoch
 
 
 def fewshot_epochs(tiles: int, args) -> int:
+    if args.fewshot_epochs:
+        return args.fewshot_epochs
     return max(args.epochs, math.ceil(args.fewshot_steps / math.ceil(tiles / args.batch_size)))
 
 
@@ -354,8 +367,9 @@ def adapt(args, base: Path, sets: dict, ships: dict) -> list[dict]:
         most = max(args.train_scenes, key=lambda s: len(ships[s]))
         plan.append({"k": "all", "draw": 0, "ships": {most: [int(i) for i in ships[most].index]}})
     for p in plan:
-        tag = f"k{p['k']}_d{p['draw']}" + ("" if args.negatives == NEG_PER_POSITIVE else
+        tag = f"k{p['k']}_d{p['draw']}" + ("" if args.negatives == NEG_PER_POSITIVE and not args.balanced else
                                               "_negevery" if math.isinf(args.negatives) else f"_neg{args.negatives:g}")
+        tag += ("b" if args.balanced else "") + (f"_e{args.fewshot_epochs}" if args.fewshot_epochs else "")
         if "oneshot" in args.methods:
             scene_name = oneshot_scene(p)
             ids = p["ships"][scene_name]
@@ -376,14 +390,20 @@ def adapt(args, base: Path, sets: dict, ships: dict) -> list[dict]:
         t0 = time.perf_counter()
         n = sum(len(ids) for ids in p["ships"].values())
         subsets, summary = labelled_subsets(sets, p["ships"], work, tag, args, p["draw"], args.negatives)
+        ratio, val = None, None
+        if args.balanced:  # train on every empty tile, a fresh N per ship tile each epoch; validate on the fixed N
+            ratio, val = args.negatives, subsets
+            subsets, every = labelled_subsets(sets, p["ships"], work, tag + "_every", args, p["draw"], math.inf)
+            summary = {**summary, "empty_tiles_drawn_from": every["negative_tiles"]}
         epochs = fewshot_epochs(summary["ship_tiles"] + summary["negative_tiles"], args)
-        run = train_on(subsets, base, models / f"fewshot_{tag}.safetensors", "frozen", epochs, args)
+        run = train_on(subsets, base, models / f"fewshot_{tag}.safetensors", "frozen", epochs, args, ratio, val)
         seconds = time.perf_counter() - t0
         runs.append({"method": "fewshot", "k": p["k"], "draw": p["draw"], "scene": ",".join(p["ships"]),
                      "ship_ids": p["ships"], "labelled": n, "model": str(models / f"fewshot_{tag}.safetensors"),
                      "seconds": round(seconds, 1), "dataset": summary, **run})
         print(f"  fewshot k={p['k']} draw {p['draw']} ({', '.join(f'{s} {len(i)}' for s, i in p['ships'].items())}"
-              f" ships; {summary['ship_tiles']} ship tiles, {summary['negative_tiles']} negatives, "
+              f" ships; {summary['ship_tiles']} ship tiles, {summary['negative_tiles']} negatives"
+              + (f" a fresh draw each epoch of {summary['empty_tiles_drawn_from']}" if args.balanced else "") + ", "
               f"{summary['erased_ships']} unlabelled ships erased): {epochs} epochs, {seconds:.1f} s, threshold "
               f"{run['threshold']:g}", flush=True)
     trainings = [(m, e) for m, e in (("fewshot", "frozen"), ("full", "full")) if m in args.methods]
@@ -594,9 +614,13 @@ def markdown(result: dict) -> str:
         f"Bands B04,B03,B02, 64 px tiles, 8 px overlap; {a['threads']} thread(s), seed {a['seed']}.", "",
         *lines, "",
         "F1: mean over draws (min-max). oneshot: PerSAM-F personalisation of the base (SAM frozen); fewshot: "
-        f"init=base, frozen encoder (decoder + prompter), at least {a['fewshot_steps']} steps, negatives below "
-        "k = all: " + ("every empty tile of the scenes holding the k ships" if a['negatives'] == "every" else
-                       f"{a['negatives']:g} empty tiles per tile holding one of the k ships") + " (at k = all: every "
+        "init=base, frozen encoder (decoder + prompter), "
+        + (f"{a['fewshot_epochs']} epochs" if a.get('fewshot_epochs') else f"at least {a['fewshot_steps']} steps")
+        + ", negatives below k = all: "
+        + ("every empty tile of the scenes holding the k ships" if a['negatives'] == "every" else
+           f"a fresh draw each epoch of {a['negatives']:g} per tile holding one of the k ships from every empty tile "
+           "of their scenes (validated on a fixed such draw)" if a.get('balanced') else
+           f"{a['negatives']:g} empty tiles per tile holding one of the k ships") + " (at k = all: every "
         "empty tile); full: init=base, "
         f"whole model, {a['epochs']} epochs. oneshot takes the draw's ships of one scene (the one holding most "
         "of them: '20 (7 used)'). "

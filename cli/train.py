@@ -41,6 +41,9 @@ from samgeo_ship.training.prompts import PromptRecipe
               help="Start from this model bundle's weights (e.g. the default model) instead of the base.")
 @click.option("--negatives", default=1.0, show_default=True, type=click.FloatRange(0, 1),
               help="Share of the tiles without ships drawn each epoch (they train the prompter to stay quiet).")
+@click.option("--negative-ratio", default=None, type=click.FloatRange(min=0, min_open=True),
+              help="Instead of --negatives: draw this many tiles without ships per tile with ships each epoch, "
+                   "afresh from all of them (few-shot: 10).")
 @click.option("--box-prior", default=None, type=click.FloatRange(min=0),
               help="Logit of the filled prompt box added to the decoder's masks (0: plain SAM decoder) "
                    "[3; with --init, that model's own].")
@@ -56,7 +59,7 @@ from samgeo_ship.training.prompts import PromptRecipe
 @click.pass_context
 def train(ctx, datasets, output, model_type, encoder, epochs, batch_size, lr, val_fraction, val_datasets, patience,
           seed, device, resume, base_checkpoint, cache_dir, no_augment, lora_rank, lora_alpha, init_model, negatives,
-          box_prior, negative_boxes, prompter_pixels, max_minutes, threads, quiet):
+          negative_ratio, box_prior, negative_boxes, prompter_pixels, max_minutes, threads, quiet):
     """Fine-tune SAM and its ship prompter on DATASETS (directories made by shipseg prepare).
 
     Example: shipseg train harbour_ds/ -o ships.safetensors --model-type vit_b --epochs 30
@@ -65,6 +68,7 @@ def train(ctx, datasets, output, model_type, encoder, epochs, batch_size, lr, va
                          val_fraction=val_fraction, patience=patience, seed=seed, device=device,
                          augment=not no_augment, lora_rank=lora_rank, lora_alpha=lora_alpha,
                          base_checkpoint=base_checkpoint, cache_dir=cache_dir, negatives=negatives, init=init_model,
+                         negative_ratio=negative_ratio,
                          threads=threads, box_prior=box_prior, max_minutes=max_minutes,
                          prompts=PromptRecipe(negative_boxes=negative_boxes), prompter_pixels=prompter_pixels)
     # A resumed run was advised when it started (and a failed resume must say one line: its error).

@@ -12,6 +12,7 @@ from samgeo_ship.models.bundle import load_bundle, read_card, save_bundle
 from samgeo_ship.oneshot.model import OneShotSam
 from samgeo_ship.training import TrainConfig
 from samgeo_ship.training.advice import advise
+from samgeo_ship.training.data import open_dataset
 
 from test_training import ship_dataset
 
@@ -49,6 +50,33 @@ def test_few_shipless_tiles_get_a_warning_about_false_alarms():
     assert advise(config, ships=40, tiles=54 * 11, empty_tiles=54 * 10) == []
     assert advise(config, ships=40, tiles=82) == []  # not counted
     assert not any("shipless" in line for line in advise(config, ships=0, tiles=10, empty_tiles=10))
+
+
+def test_few_ships_among_many_shipless_tiles_each_epoch_get_the_negative_ratio_hint():
+    config = TrainConfig(init=BASE, encoder="frozen")
+    quiet = [line for line in advise(config, ships=20, tiles=54 + 4361, empty_tiles=4361) if "stay quiet" in line]
+    assert len(quiet) == 1 and quiet[0].startswith("4361 shipless tiles each epoch for 54 tiles with ships")
+    assert "--negative-ratio 10" in quiet[0]
+    for fixed in (TrainConfig(init=BASE, encoder="frozen", negative_ratio=10),
+                  TrainConfig(init=BASE, encoder="frozen", negatives=0.1)):  # 436 drawn: 8 per ship tile
+        assert not any("stay quiet" in line for line in advise(fixed, ships=20, tiles=54 + 4361, empty_tiles=4361))
+    # many ships at this ratio trained well (all 168 sen2ships training ships at 11 per ship tile; 400 at 80 here)
+    assert not any("stay quiet" in line for line in advise(config, ships=400, tiles=200 * 81, empty_tiles=200 * 80))
+
+
+def test_a_negative_ratio_sets_the_shipless_tiles_of_each_epoch(tmp_path):
+    """1 ship on a scene of 64 tiles: --negative-ratio 3 trains (ship tiles) x 4 tiles an epoch, not all 64."""
+    data = ship_dataset(tmp_path / "ds", ships=1, size=512, tile=64)
+    ship_tiles = len(open_dataset(data).tiles) - sum(len(b) == 0 for b in open_dataset(data).boxes.values())
+    out = tmp_path / "m.safetensors"
+    result = CliRunner().invoke(cli, ["train", str(data), "-o", str(out), "--init", BASE, "--encoder", "frozen",
+                                      "--epochs", "2", "--batch-size", "1", "--val-fraction", "0", "--threads", "1",
+                                      "--negative-ratio", "3", "--device", "cpu", "-q",
+                                      "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    card = read_card(out)
+    assert 1 <= ship_tiles <= 4 and card.training["steps"] == 2 * 4 * ship_tiles
+    assert card.training["recipe"]["negative_ratio"] == 3
 
 
 def test_train_from_a_base_with_a_frozen_encoder_on_one_scene(tmp_path):

@@ -20,7 +20,7 @@ from samgeo_ship.dataset import prepare_dataset
 from samgeo_ship.models.shipsam import ShipSam, filled_boxes
 from samgeo_ship.training import TrainConfig, train
 from samgeo_ship.errors import ShipsegError
-from samgeo_ship.training.trainer import batch_loss, lr_factor
+from samgeo_ship.training.trainer import _epoch_order, batch_loss, lr_factor, negative_share
 from samgeo_ship.training.augment import VARIANTS, apply_variant, variant_boxes
 from samgeo_ship.training.cache import embedding_key, encoder_sha256
 from samgeo_ship.models.bundle import load_bundle
@@ -187,6 +187,19 @@ def test_bad_input_is_one_line_exit_2_and_no_model(tmp_path, datasets, case, wor
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and words in lines[0] and lines[0].startswith("Error: ")
     assert not any(p.name.startswith(("m.", ".m.")) for p in tmp_path.iterdir())
+
+
+def test_a_negative_ratio_draws_that_many_shipless_tiles_per_ship_tile_afresh_each_epoch():
+    positive = np.array([True] * 3 + [False] * 100)
+    share = negative_share(positive, 1.0, 10)
+    assert share == pytest.approx(0.3)
+    orders = [_epoch_order(np.random.default_rng([0, epoch]), positive, share) for epoch in (1, 2)]
+    for order in orders:
+        assert len(order) == len(set(order.tolist())) == 33 and {0, 1, 2} <= set(order.tolist())
+    assert set(orders[0].tolist()) != set(orders[1].tolist())  # a fresh draw
+    assert negative_share(positive, 0.5, None) == 0.5  # no ratio: the share as given
+    assert negative_share(np.array([True] * 20 + [False] * 5), 1.0, 10) == 1.0  # at most all of them
+    assert negative_share(np.array([True] * 3), 1.0, 10) == 0.0
 
 
 def test_negative_box_prompts_add_an_empty_target_term(datasets):

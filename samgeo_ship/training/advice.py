@@ -22,13 +22,19 @@ ONESHOT_SHIPS = 5
 # precision 0.06 on unseen scenes, 10 per ship tile 0.14; every empty tile, 81-93 per ship tile, 0.57 in one draw
 # while the other's prompter fell silent, so this is a floor to warn below, not a target).
 EMPTY_PER_SHIP_TILE = 10
+# ... and above this many drawn each epoch, a few-shot prompter learns to stay quiet (20 ships among 81-93 per ship
+# tile: one draw predicted 1 ship on the test scenes); a fresh 10 per ship tile each epoch (--negative-ratio 10) over
+# 8 epochs gave F1 0.222 / 0.171 where every one each epoch gave 0.151 / 0.000. All 168 ships at 11 per ship tile
+# trained well, so the warning is for few ships only.
+QUIET_PER_SHIP_TILE = 20
 
 
 def advise(config, ships: int, tiles: int, validation_given: bool = False, empty_tiles: int | None = None) -> list[str]:
     """Warnings for a training run.
 
     Args:
-        config: a TrainConfig (model_type, encoder, init, base_checkpoint, val_fraction are read).
+        config: a TrainConfig (model_type, encoder, init, base_checkpoint, val_fraction, negatives and
+            negative_ratio are read).
         ships, tiles: ship instances and tiles in the training datasets.
         validation_given: validation datasets were given (--val), so no tiles are held out.
         empty_tiles: how many of the tiles hold no ship (None: not checked)."""
@@ -57,6 +63,11 @@ def advise(config, ships: int, tiles: int, validation_given: bool = False, empty
         out.append(f"with {ships} ships, `shipseg oneshot SCENE LABELS -m BASE -o OUT` personalises a model in "
                    "seconds without training SAM")
     ship_tiles = tiles - (empty_tiles or 0)
+    drawn = (empty_tiles or 0) * config.negatives if config.negative_ratio is None else 0
+    if empty_tiles is not None and 0 < ships < FULL_SHIPS and drawn > QUIET_PER_SHIP_TILE * ship_tiles:
+        out.append(f"{round(drawn)} shipless tiles each epoch for {ship_tiles} tiles with ships: with so few ships the "
+                   f"prompter learns to stay quiet; pass --negative-ratio {EMPTY_PER_SHIP_TILE} (a fresh "
+                   f"{EMPTY_PER_SHIP_TILE} per tile with ships each epoch) and train for more epochs")
     if empty_tiles is not None and ships and empty_tiles < EMPTY_PER_SHIP_TILE * ship_tiles:
         out.append(f"{empty_tiles} shipless tiles for {ship_tiles} tiles with ships: the prompter learns what is not "
                    "a ship from shipless tiles, so expect false alarms; prepare more of the scene (all of it when "

@@ -55,6 +55,10 @@ class TrainConfig:
     init: a shipseg bundle to start from (its weights, prompter included) instead of the base checkpoint.
     negatives: share of the tiles without ships drawn each epoch (a fresh draw per epoch); most tiles of a
         harbour scene are open water, and all of them every epoch would spend most steps on the prompter alone.
+    negative_ratio: instead of ``negatives``, draw this many tiles without ships per tile with ships each epoch
+        (a fresh draw, at most all of them). Few ships need it: with 20 ships among 80-90 shipless tiles per ship
+        tile every epoch, the prompter learnt to stay quiet; a fresh 10 per ship tile each epoch, over more epochs,
+        kept both precision and recall (benchmarks/label_efficiency.py --balanced; README).
     box_prior: ShipSam.box_prior, the logit of the filled prompt box added to the decoder's masks (0 = none);
         None = DEFAULT_BOX_PRIOR, or with ``init`` that bundle's own (its decoder was trained with it).
     threads: torch CPU threads; None = every core this process may use (on a machine shared with other busy
@@ -80,6 +84,7 @@ class TrainConfig:
     cache_dir: str | None = None
     use_cache: bool = True
     negatives: float = 1.0
+    negative_ratio: float | None = None
     init: str | None = None
     threads: int | None = None
     box_prior: float | None = None
@@ -236,7 +241,8 @@ def train(datasets, output, config: TrainConfig | None = None, val_datasets=(), 
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
     positive = np.array([len(r.dataset.boxes[r.tile]) > 0 for r in train_refs])
-    per_epoch = int(positive.sum() + round(config.negatives * (~positive).sum()))
+    share = negative_share(positive, config.negatives, config.negative_ratio)
+    per_epoch = int(positive.sum() + round(share * (~positive).sum()))
     steps_per_epoch = math.ceil(per_epoch / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     warmup = max(1, int(config.warmup * total_steps))
@@ -262,7 +268,7 @@ def train(datasets, output, config: TrainConfig | None = None, val_datasets=(), 
         # One generator per epoch, from (seed, epoch): the same epoch draws the same order, augmentations and
         # prompts whether the run was interrupted and resumed or not.
         rng = np.random.default_rng([config.seed, epoch])
-        order = _epoch_order(rng, positive, config.negatives)
+        order = _epoch_order(rng, positive, share)
         variants = rng.integers(0, VARIANTS, len(train_refs)) if config.augment else np.zeros(len(train_refs), int)
         model.train()
         encoded_before, started, losses, ious = encoder.encoded, time.perf_counter(), [], []
@@ -314,6 +320,15 @@ def selection_score(record: dict) -> float:
     if record.get("mask_iou") is None or record["mask_iou"] != record["mask_iou"]:  # none, or NaN: no ships
         return record.get("centre_f1", -record["loss"])
     return record["mask_iou"] + record.get("centre_f1", 0.0)
+
+
+def negative_share(positive: np.ndarray, negatives: float, ratio: float | None) -> float:
+    """The share of the tiles without ships (``~positive``) drawn each epoch: ``negatives``, or with a ``ratio``
+    that many per tile with ships (at most all of them)."""
+    if ratio is None:
+        return negatives
+    empty = int((~positive).sum())
+    return min(1.0, ratio * int(positive.sum()) / empty) if empty else 0.0
 
 
 def _epoch_order(rng: np.random.Generator, positive: np.ndarray, negatives: float) -> np.ndarray:
