@@ -3,7 +3,7 @@ Sentinel-2 need?
 
     .venv/bin/python benchmarks/label_efficiency.py [--train-scenes busan] [--test-scenes algiers,cartagena]
         [--ks 1,5,20,all] [--methods oneshot,fewshot,full] [--draws 2] [--draws-large 1] [--epochs 3] [--base-epochs 4]
-        [--threads 1] [--out DIR] [--quick]
+        [--negatives 0.5|N|every] [--balanced] [--fewshot-epochs E] [--threads 1] [--out DIR] [--quick]
 
 The base model has never seen Sentinel-2: a sam_tiny trained from random initialisation on synthetic Sentinel-2-like
 harbours only (what ``shipseg synth --bands s2 --crs EPSG:3857`` writes; the scenes sen2ships.synthetic makes:
@@ -44,7 +44,9 @@ teach the prompter that a ship is background. So their pixels (grown by ERASE_GR
 the GDAL mask cleared), as a user would mask out what they did not label; a chosen ship's own pixels are never
 erased. Unlabelled ships elsewhere in the scene are not in the dataset at all. At k = all the scenes are labelled
 whole, so every empty tile is a known negative and all of them are kept, as in the cross-validation's recipe
-(benchmarks/sen2ships.py: frozen encoder, every shipless tile each epoch).
+(benchmarks/sen2ships.py: frozen encoder, every shipless tile each epoch). With ``--balanced`` a k < all training
+instead holds every empty tile of the scenes holding the k ships and draws a fresh ``--negatives`` N per ship tile of
+them each epoch (``shipseg train --negative-ratio N``); it validates on the fixed N-per-ship-tile dataset above.
 
 Training without held-out labels. A user with k labels has nothing to validate on but those labels, so every
 adaptation validates on its own training dataset: the best epoch (mask IoU) and the prompter's score threshold
@@ -331,8 +333,6 @@ def train_on(datasets: list[Path], base: Path, output: Path, encoder: str, epoch
 
 
 def fewshot_epochs(tiles: int, args) -> int:
-    if args.fewshot_epochs:
-        return args.fewshot_epochs
     return max(args.epochs, math.ceil(args.fewshot_steps / math.ceil(tiles / args.batch_size)))
 
 
@@ -395,7 +395,7 @@ def adapt(args, base: Path, sets: dict, ships: dict) -> list[dict]:
             ratio, val = args.negatives, subsets
             subsets, every = labelled_subsets(sets, p["ships"], work, tag + "_every", args, p["draw"], math.inf)
             summary = {**summary, "empty_tiles_drawn_from": every["negative_tiles"]}
-        epochs = fewshot_epochs(summary["ship_tiles"] + summary["negative_tiles"], args)
+        epochs = args.fewshot_epochs or fewshot_epochs(summary["ship_tiles"] + summary["negative_tiles"], args)
         run = train_on(subsets, base, models / f"fewshot_{tag}.safetensors", "frozen", epochs, args, ratio, val)
         seconds = time.perf_counter() - t0
         runs.append({"method": "fewshot", "k": p["k"], "draw": p["draw"], "scene": ",".join(p["ships"]),
