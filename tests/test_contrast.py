@@ -11,10 +11,14 @@ from rasterio.features import rasterize
 from shapely.geometry import box
 
 from samgeo_ship.inference.contrast import keep, ring_contrast
-from samgeo_ship.inference.detect import DEFAULT_MODEL, DetectWarning, detect_scene, load_model
-from samgeo_ship.inference.evaluate import calibrate
+from samgeo_ship import detect as detect_scene, load_model
+from samgeo_ship.inference.detector import DetectWarning
+from samgeo_ship.models.zoo import default_model
+from samgeo_ship import calibrate
 from samgeo_ship.models.bundle import read_card
 from samgeo_ship.raster import Scene
+
+DEFAULT_MODEL = default_model()
 
 from conftest import write_raster
 from test_detect import HULLS, PX, harbour, in_crs, run
@@ -50,7 +54,7 @@ def four_band_harbour(path, dark_in_nir: int):
 
 def test_detect_drops_ships_below_the_models_least_contrast(tmp_path):
     scene = four_band_harbour(tmp_path / "s2.tif", dark_in_nir=2)
-    net, card, _ = load_model(DEFAULT_MODEL, "cpu")
+    net, card = load_model(DEFAULT_MODEL, "cpu")
     plain = detect_scene(scene, (net, card), device="cpu")
     tested = detect_scene(scene, (net, dataclasses.replace(card, contrast={"band": "B08", "min": 1000.0})),
                           device="cpu")

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from rasterio.features import rasterize
 from safetensors import safe_open
 
-from cli.main import cli
-from samgeo_ship.inference.detect import DEFAULT_MODEL
+from shipseg_cli.main import cli
+from samgeo_ship.models.zoo import default_model
 from samgeo_ship.metrics import match
 from samgeo_ship.models import weights
 from samgeo_ship.models.bundle import load_bundle, read_card
@@ -21,6 +21,8 @@ from samgeo_ship.models.shipsam import ShipSam
 from samgeo_ship.oneshot.model import MaskMix, OneShotSam, low_res_boxes
 from samgeo_ship.oneshot.persam import choose_threshold, fit_mix
 from samgeo_ship.oneshot.propose import find_peaks, select, suppress
+
+DEFAULT_MODEL = default_model()
 
 from conftest import write_raster
 from test_labels import ship

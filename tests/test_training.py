@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from rasterio.features import rasterize
 from shapely import affinity
 
-from cli.main import cli
+from shipseg_cli.main import cli
 from samgeo_ship.dataset import prepare_dataset
 from samgeo_ship.models.shipsam import ShipSam, filled_boxes
 from samgeo_ship.training import TrainConfig, train

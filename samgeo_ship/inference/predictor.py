@@ -67,11 +67,12 @@ class TilePredictor:
     beside it. For user prompts there is no detection confidence, so ``score`` is the predicted IoU (clamped to
     [0, 1])."""
 
-    def __init__(self, model, card, device: torch.device | str = "cpu"):
+    def __init__(self, model, card, device: torch.device | str = "cpu", thresholds: dict | None = None):
+        """``thresholds``: a run's own values of the card's thresholds (e.g. a lower score to calibrate)."""
         self.model = model
         self.card = card
         self.device = torch.device(device)
-        thresholds = {"score": 0.3, "mask_logit": 0.0, "nms_iou": 0.5, **(card.thresholds or {})}
+        thresholds = {"score": 0.3, "mask_logit": 0.0, "nms_iou": 0.5, **(card.thresholds or {}), **(thresholds or {})}
         self.score_threshold = float(thresholds["score"])
         self.mask_logit = float(thresholds["mask_logit"])
         self.nms_iou = float(thresholds["nms_iou"])
