@@ -289,7 +289,7 @@ def _tile_parts(items, auto: bool, min_px: float = 0.0) -> list[Part]:
     """Masks -> owned polygons in the scene CRS. Nodata pixels never belong to a ship. With the learned prompter,
     a tile keeps only the ships whose centroid lies in its core; a user prompt went to one tile only. A polygon
     shorter than ``min_px`` pixels is dropped (the learned prompter's specks, like the lone pixels of a fragmented
-    mask on glint): shorter than any hull the model resolves (MIN_SHIP_PX; the shortest sen2ships ship is 7 px)."""
+    mask on glint): shorter than any hull the model resolves (MIN_SHIP_PX) and than any labelled ship."""
     parts = []
     for tile, valid, detections in items:
         core = tile.core_slices()

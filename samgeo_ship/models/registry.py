@@ -126,8 +126,8 @@ CONFIGS: Dict[str, SamConfig] = {
         encoder_depth=6,
         encoder_num_heads=6,
         # One global block only: global attention over 64x64 = 4096 cells dominates the cost (a second
-        # one took the forward from 1.4 to 2.5 CPU-seconds per tile). Patch 16 would be ~15x cheaper but
-        # would put a 10 px ship inside one cell.
+        # one nearly doubles the forward's time). Patch 16 would be far cheaper but would put a 10 px ship
+        # inside one cell.
         encoder_global_attn_indexes=(5,),
         window_size=8,
         prompt_embed_dim=128,

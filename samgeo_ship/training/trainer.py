@@ -54,9 +54,9 @@ class TrainConfig:
     negatives: share of the tiles without ships drawn each epoch (a fresh draw per epoch); most tiles of a
         harbour scene are open water, and all of them every epoch would spend most steps on the prompter alone.
     negative_ratio: instead of ``negatives``, draw this many tiles without ships per tile with ships each epoch
-        (a fresh draw, at most all of them). Few ships need it: with 20 ships among 80-90 shipless tiles per ship
-        tile every epoch, the prompter learnt to stay quiet; a fresh 10 per ship tile each epoch, over more epochs,
-        kept both precision and recall (benchmarks/label_efficiency.py --balanced; README).
+        (a fresh draw, at most all of them). Few ships need it: among all of a harbour's shipless tiles every epoch
+        a few-shot prompter learns to stay quiet, while a fresh 10 per ship tile each epoch, over more epochs, keeps
+        both precision and recall (benchmarks/label_efficiency.py --balanced).
     box_prior: ShipSam.box_prior, the logit of the filled prompt box added to the decoder's masks (0 = none);
         None = DEFAULT_BOX_PRIOR, or with ``init`` that bundle's own (its decoder was trained with it).
     threads: torch CPU threads; None = every core this process may use (on a machine shared with other busy
@@ -120,8 +120,8 @@ def lr_factor(step: int, total: int, warmup: int, elapsed: float = 0.0, warmup_s
 
 def selection_score(record: dict) -> float:
     """What picks the best epoch: validation mask IoU with truth boxes as prompts plus the prompter's centre F1 (each
-    in [0, 1]). Detection needs both: by mask IoU alone, a run kept an epoch whose prompter had collapsed to no
-    proposals at all. Without validation tiles, minus the training loss."""
+    in [0, 1]). Detection needs both: by mask IoU alone, an epoch whose prompter has collapsed to no proposals at
+    all can win. Without validation tiles, minus the training loss."""
     if record.get("mask_iou") is None or record["mask_iou"] != record["mask_iou"]:  # none, or NaN: no ships
         return record.get("centre_f1", -record["loss"])
     return record["mask_iou"] + record.get("centre_f1", 0.0)
