@@ -253,10 +253,6 @@ class Scene:
         out[:, ~valid] = 0.0
         return out, valid
 
-    def read_valid(self, window: Window) -> np.ndarray:
-        """(h, w) bool mask of valid pixels in a window, without reading band values where the format allows."""
-        return self.read_raw(window)[1]
-
 
 def window_around(bounds, transform: Affine, margin: int = 1) -> Window:
     """The whole-pixel window covering ``bounds`` (``xmin, ymin, xmax, ymax`` in the CRS of ``transform``) with

@@ -20,10 +20,9 @@ from samgeo_ship.vector.writers import write_ships
 EXTENSIONS = {"geojson": ".geojson", "gpkg": ".gpkg", "parquet": ".parquet"}
 
 # Loaded models of this process, keyed by (resolved bundle path, device): a worker loads a model once and keeps it
-# for every later scene. LOADS counts real loads, so tests and logs can tell a reload from a cache hit.
+# for every later scene; its size is the number of real loads, so tests and logs can tell a reload from a cache hit.
 _MODELS: dict[tuple[str, str], object] = {}
 _MODELS_LOCK = threading.Lock()
-LOADS = {"count": 0}
 
 
 def load_model(model_ref, device: str = "cpu"):
@@ -38,7 +37,6 @@ def load_model(model_ref, device: str = "cpu"):
     with _MODELS_LOCK:
         if key not in _MODELS:
             _MODELS[key] = load_bundle(model_ref, key[1])
-            LOADS["count"] += 1
         return _MODELS[key]
 
 
@@ -77,7 +75,7 @@ def process_scene(scene: SceneRef, model_ref, outdir, fmt: str = "geojson", devi
         result.update(state=FAILED, error=f"{scene.path}: {type(exc).__name__}: {exc} "
                                           f"(at {Path(where.filename).name}:{where.lineno})")
     result.update(seconds=round(time.perf_counter() - start, 3), worker=f"{socket.gethostname()}:{os.getpid()}",
-                  model_loads=LOADS["count"])
+                  model_loads=len(_MODELS))
     return result
 
 

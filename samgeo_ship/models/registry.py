@@ -8,7 +8,7 @@ import pickle
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Callable, Dict, Mapping, Optional, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 import torch
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
@@ -184,14 +184,6 @@ def build_sam(config: SamConfig) -> Sam:
     )
     sam.eval()
     return sam
-
-
-def _builder(name: str) -> Callable[[], Sam]:
-    return lambda: build_sam(CONFIGS[name])
-
-
-# segment_anything's idiom: a registry is a dict of functions.
-sam_model_registry: Dict[str, Callable[[], Sam]] = {name: _builder(name) for name in CONFIGS}
 
 
 @functools.lru_cache(maxsize=None)

@@ -62,14 +62,6 @@ def largest_polygon(geom):
     return max(polys, key=lambda g: g.area) if polys else None
 
 
-def merge_parts(parts: list[Part], pixel_size: float, overlap: float = MERGE_OVERLAP) -> list[Part]:
-    """Union detections of one ship across neighbouring tiles (all at once; see ``ShipMerger`` for the rules).
-    Returns the merged parts sorted as ``stable_order`` sorts them."""
-    merger = ShipMerger(pixel_size, overlap)
-    merger.add(parts)
-    return merger.ships()
-
-
 class ShipMerger:
     """Groups parts into ships as tiles arrive, so the number of distinct ships found so far is known at any time
     (``len``), and the last count is the number of ships ``ships()`` returns.
