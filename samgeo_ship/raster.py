@@ -17,8 +17,8 @@ from rasterio.windows import Window, from_bounds
 from samgeo_ship.errors import NoSuchBand, NoValidPixels, fail
 
 # GDAL's block cache defaults to 5% of RAM; a bounded cache keeps memory independent of scene size.
-# GDAL_CACHEMAX in bytes: rasterio hands an int to GDALSetCacheMax64, so a bare 64 meant 64 bytes, no block cache at
-# all, and a decimated read of a 2000 px scene took two minutes decoding each block once per output row.
+# GDAL_CACHEMAX in bytes: rasterio hands an int to GDALSetCacheMax64, so a bare 64 would mean 64 bytes, no block
+# cache at all, and a decimated read would decode each block once per output row.
 GDAL_ENV = {"GDAL_CACHEMAX": 64 * 2**20, "GDAL_NUM_THREADS": "ALL_CPUS"}
 # Long side of the decimated read used for scene statistics, in pixels.
 STATS_MAX_SIDE = 1024
@@ -199,7 +199,7 @@ class Scene:
         A small scene, or one with overviews, is read whole at reduced resolution. A large one without overviews
         is sampled as an even grid of ``SAMPLE_WINDOW`` px windows instead: a decimated read of the whole file
         would decode every compressed block once per output row (GDAL's bounded block cache cannot hold a row of
-        blocks), which took over ten minutes on a 20000 x 20000 px scene."""
+        blocks), which is slow on large scenes."""
         if self.width * self.height <= SMALL_SCENE_PX or self._src.overviews(self.band_indexes[0]):
             data, valid = self.decimated(max_side)
         else:
@@ -266,10 +266,6 @@ class Scene:
         out = self.normalisation.apply(data)
         out[:, ~valid] = 0.0
         return out, valid
-
-    def read_valid(self, window: Window) -> np.ndarray:
-        """(h, w) bool mask of valid pixels in a window, without reading band values where the format allows."""
-        return self.read_raw(window)[1]
 
 
 def window_around(bounds, transform: Affine, margin: int = 1) -> Window:

@@ -19,10 +19,9 @@ from samgeo_ship.vector.writers import FORMATS, write_ships
 
 
 # The detectors of this process, keyed by (resolved bundle path, device): a worker loads a model once and keeps it
-# for every later scene. LOADS counts real loads, recorded per scene as ``model_loads``.
+# for every later scene; their number is the number of real loads (``model_loads`` in the manifest).
 _DETECTORS: dict[tuple[str, str], object] = {}
 _DETECTORS_LOCK = threading.Lock()
-LOADS = {"count": 0}
 
 
 def detector_for(model_ref, device: str = "cpu"):
@@ -40,7 +39,6 @@ def detector_for(model_ref, device: str = "cpu"):
     with _DETECTORS_LOCK:
         if key not in _DETECTORS:
             _DETECTORS[key] = ShipDetector(key[0], device=key[1])
-            LOADS["count"] += 1
         return _DETECTORS[key]
 
 
@@ -80,7 +78,7 @@ def process_scene(scene: SceneRef, model_ref, outdir, fmt: str = "geojson", devi
         result.update(state=FAILED, error=f"{scene.path}: {type(exc).__name__}: {exc} "
                                           f"(at {Path(where.filename).name}:{where.lineno})")
     result.update(seconds=round(time.perf_counter() - start, 3), worker=f"{socket.gethostname()}:{os.getpid()}",
-                  model_loads=LOADS["count"])
+                  model_loads=len(_DETECTORS))
     return result
 
 

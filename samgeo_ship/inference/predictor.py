@@ -16,9 +16,9 @@ from samgeo_ship.models.shipsam import mask_boxes, model_input
 
 MASK_CHUNK = 32  # prompts decoded at once: bounds the (N, T, T) logits of a crowded tile
 # The refinement's first pass prompts with each proposal box grown about its centre by this factor plus
-# REFINE_PAD model-input pixels a side (see TilePredictor._refine). Chosen on the sen2ships validation scenes of
-# the cross-validation's fold models (hedland, klang, cartagena; factors 1, 1.25, 1.5, 2): ships matched at IoU 0.5
-# 9 -> 14, detections 1,839 -> 1,370 (benchmarks/README.md, log).
+# REFINE_PAD model-input pixels a side (see TilePredictor._refine): the prompter's size head guesses short on real
+# ships, and the decoder trims a loose box far better than it reaches past a tight one. Chosen on real validation
+# scenes (benchmarks/README.md).
 REFINE_GROW = 1.5
 REFINE_PAD = 4.0
 

@@ -8,7 +8,7 @@ import pickle
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Callable, Dict, Mapping, Optional, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 import torch
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
@@ -126,8 +126,8 @@ CONFIGS: Dict[str, SamConfig] = {
         encoder_depth=6,
         encoder_num_heads=6,
         # One global block only: global attention over 64x64 = 4096 cells dominates the cost (a second
-        # one took the forward from 1.4 to 2.5 CPU-seconds per tile). Patch 16 would be ~15x cheaper but
-        # would put a 10 px ship inside one cell.
+        # one nearly doubles the forward's time). Patch 16 would be far cheaper but would put a 10 px ship
+        # inside one cell.
         encoder_global_attn_indexes=(5,),
         window_size=8,
         prompt_embed_dim=128,
@@ -184,14 +184,6 @@ def build_sam(config: SamConfig) -> Sam:
     )
     sam.eval()
     return sam
-
-
-def _builder(name: str) -> Callable[[], Sam]:
-    return lambda: build_sam(CONFIGS[name])
-
-
-# segment_anything's idiom: a registry is a dict of functions.
-sam_model_registry: Dict[str, Callable[[], Sam]] = {name: _builder(name) for name in CONFIGS}
 
 
 @functools.lru_cache(maxsize=None)

@@ -15,7 +15,7 @@ def tile_parts(items, auto: bool, min_px: float = 0.0) -> list[Part]:
     polygons in the scene CRS. Nodata pixels never belong to a ship. With the learned prompter (``auto``) a tile keeps
     only the ships whose centroid lies in its core; a user prompt went to one tile only. A polygon shorter than
     ``min_px`` pixels is dropped: the learned prompter's specks (the lone pixels of a fragmented mask on glint) are
-    shorter than any hull the model resolves."""
+    shorter than any hull the model resolves and than any labelled ship."""
     parts = []
     for tile, valid, detections in items:
         core = tile.core_slices()
