@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from pathlib import Path
 
 import geopandas as gpd
@@ -43,11 +42,8 @@ def write_ships(ships: gpd.GeoDataFrame, path) -> Path:
         elif fmt == "Parquet":
             ships.to_parquet(tmp)
         else:
-            # An empty table has no geometry type to infer; ships are always polygons. GDAL warns that the temporary
-            # name lacks the .gpkg extension; the renamed file has it.
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="The filename extension should be", category=RuntimeWarning)
-                ships.to_file(tmp, driver=fmt, layer="ships", engine="pyogrio", geometry_type="Polygon")
+            # An empty table has no geometry type to infer; ships are always polygons.
+            ships.to_file(tmp, driver=fmt, layer="ships", engine="pyogrio", geometry_type="Polygon")
     return path
 
 
