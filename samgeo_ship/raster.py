@@ -123,25 +123,11 @@ class Scene:
     def name(self) -> str:
         return self.path.stem
 
-    @property
-    def width(self) -> int:
-        return self._src.width
-
-    @property
-    def height(self) -> int:
-        return self._src.height
-
-    @property
-    def crs(self):
-        return self._src.crs
-
-    @property
-    def transform(self) -> Affine:
-        return self._src.transform
-
-    @property
-    def bounds(self):
-        return self._src.bounds
+    width = property(lambda self: self._src.width, doc="Columns, in pixels.")
+    height = property(lambda self: self._src.height, doc="Rows, in pixels.")
+    crs = property(lambda self: self._src.crs, doc="The raster's CRS (None when it has none; see require_crs).")
+    transform = property(lambda self: self._src.transform, doc="Affine from pixel (col, row) to CRS (x, y).")
+    bounds = property(lambda self: self._src.bounds, doc="(left, bottom, right, top) in the CRS.")
 
     @property
     def dtype(self) -> str:
