@@ -100,3 +100,11 @@ def test_update_card_rewrites_the_header_only(tmp_path, tiny):
     with pytest.raises(ValueError):
         update_card(path, card)
     assert json.loads(json.dumps(read_card(path).thresholds))["score"] == 0.61
+
+
+def test_default_names_the_bundled_model_wherever_a_model_is_taken(tmp_path):
+    from samgeo_ship.models.zoo import default_model, model_path
+    assert model_path(None) == model_path("default") == default_model() and default_model().is_file()
+    assert ShipDetector("default", device="cpu").card == read_card(default_model())
+    result = CliRunner().invoke(cli, ["info", "default"])
+    assert result.exit_code == 0 and "sam_tiny" in result.stdout

@@ -13,6 +13,7 @@ from samgeo_ship import metrics
 from samgeo_ship.inference.contrast import CONTRAST_GRID, keep, ring_contrast
 from samgeo_ship.inference.detector import ShipDetector
 from samgeo_ship.labels import load_labels
+from samgeo_ship.models import zoo
 from samgeo_ship.models.bundle import update_card
 from samgeo_ship.raster import Scene
 from samgeo_ship.vector.merge import suppress_overlaps
@@ -60,6 +61,7 @@ def calibrate(model_path, scene_path, truth_path, bands=None, batch_size: int = 
     0 = no test), stored as the card's ``contrast``; every scene must have the band. Use validation scenes, never the
     scenes the model will be scored on. A model that finds no ship at any threshold is left unchanged
     (``Calibration.found_none``, the card's own threshold returned)."""
+    model_path = zoo.model_path(model_path)
     detector = ShipDetector(model_path, device=device, bands=bands, batch_size=batch_size,
                             score_threshold=min(grid))
     card = detector.card

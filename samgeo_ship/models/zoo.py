@@ -22,9 +22,13 @@ def default_model() -> Path:
     return bundled_dir() / DEFAULT_NAME
 
 
+DEFAULT_ALIAS = "default"  # what a user types for the bundled default: -m default, --init default
+
+
 def model_path(model=None) -> Path:
-    """``model`` as a bundle path: None means the bundled default. Refuses a default that is not installed."""
-    if model is None:
+    """``model`` as a bundle path: None or "default" mean the bundled default. Refuses a default that is not
+    installed."""
+    if model is None or str(model) == DEFAULT_ALIAS:
         path = default_model()
         if not path.is_file():
             raise fail(path, "the default model is not installed; pass a model bundle with -m MODEL "

@@ -18,6 +18,7 @@ from samgeo_ship.inference.detector import ShipDetector
 from samgeo_ship.inference.predictor import TilePredictor
 from samgeo_ship.models import weights
 from samgeo_ship.models.bundle import BundleCard, read_card, save_bundle
+from samgeo_ship.models.zoo import model_path
 from samgeo_ship.oneshot.model import OUTPUTS, REFINE_PASSES, OneShotSam
 from samgeo_ship.oneshot.persam import (LR, STEPS, MixFit, cell_fractions, choose_threshold, fit_mix, grow,
                                         ship_cells, target_feature)
@@ -64,6 +65,7 @@ def personalise(scene, labels, base, output, bands=None, max_ships: int | None =
     output = Path(output)
     if not output.parent.is_dir():
         raise fail(output, "cannot be written: its folder does not exist")
+    base = model_path(base)
     base_card = check_base(base)
     before = torch.get_num_threads()
     torch.set_num_threads(threads or len(os.sched_getaffinity(0)))

@@ -10,7 +10,6 @@ from samgeo_ship.models.registry import CONFIGS
 from samgeo_ship.training.data import open_datasets
 from samgeo_ship.training.modes import default_mode
 
-DEFAULT_BUNDLE = "samgeo_ship/data/default.safetensors"
 # Rough floors: a model from random initialisation needs about a thousand ships; a whole encoder (full) memorises a
 # few dozen ships within epochs; LoRA adapters hold far fewer weights.
 SCRATCH_SHIPS = 500
@@ -41,7 +40,8 @@ def advise(config, ships: int, tiles: int, validation_given: bool = False, empty
     scratch = not config.init and not config.base_checkpoint and not CONFIGS[model_type].official
     chosen = f"`--encoder {mode}`" if config.encoder else f"the default encoder mode for {model_type} ({mode})"
     fix = ("pass --encoder frozen (decoder and prompter only)" if config.init else
-           f"use --init BASE (e.g. {DEFAULT_BUNDLE}) with --encoder frozen (decoder and prompter only)")
+           "use --init BASE (e.g. --init default, the bundled model) with --encoder frozen (decoder and prompter "
+           "only)")
     out = []
     if ships == 0:
         out.append("the training tiles hold no ships, so only the prompter learns (to stay quiet); check the labels "
