@@ -74,7 +74,8 @@ def shipseg_settings():
     """Set plugin settings for one test; the previous values come back afterwards."""
     from qgis.core import QgsSettings
     s = QgsSettings()
-    keys = ("executable", "model", "device", "output_format", "output_dir")
+    keys = ("executable", "model", "device", "output_format", "output_dir", "last_model", "bands", "prompts",
+            "selected_only")
     old = {k: s.value(f"shipseg/{k}") for k in keys}
 
     def set_(**values):
@@ -82,7 +83,8 @@ def shipseg_settings():
             assert k in keys
             s.setValue(f"shipseg/{k}", v)
 
-    set_(executable="", model="", device="cpu", output_format="gpkg", output_dir="")
+    set_(executable="", model="", device="cpu", output_format="gpkg", output_dir="", last_model="", bands="",
+         prompts="", selected_only="false")
     yield set_
     for k, v in old.items():
         if v is None:
@@ -100,6 +102,7 @@ def plugin(qgis_app, qgis_iface, qgis_processing, qgis_new_project):
     assert qgis.utils.loadPlugin(PLUGIN), "qgis.utils.loadPlugin failed"
     assert qgis.utils.startPlugin(PLUGIN), "qgis.utils.startPlugin failed"
     qgis_iface.messageBar().clear_messages()
+    qgis_iface.messageBar().clearWidgets()
     yield qgis.utils.plugins[PLUGIN]
     qgis.utils.unloadPlugin(PLUGIN)
 
@@ -117,6 +120,40 @@ def raster_layer(qgis_iface):
         return layer
 
     return add
+
+
+def wait_task(task, startup_s: float = 60, step_s: float = 30, what: str = "the detection task"):
+    """Wait for ``task`` to end (its own taskCompleted/taskTerminated signals, after finished() ran). The bound
+    follows the work: ``startup_s`` to its first progress, then ``step_s`` after each progress step."""
+    from qgis.core import QgsApplication
+    from qgis.PyQt.QtCore import QEventLoop, QTimer
+    if task.ended:
+        return task
+    loop = QEventLoop()
+    state = {"deadline": time.monotonic() + startup_s, "timed_out": False}
+
+    def alive(_progress):
+        state["deadline"] = time.monotonic() + step_s
+
+    def tick():
+        if task.ended:
+            loop.quit()
+        elif time.monotonic() > state["deadline"]:
+            state["timed_out"] = True
+            loop.quit()
+
+    task.progressChanged.connect(alive)
+    task.taskCompleted.connect(loop.quit)
+    task.taskTerminated.connect(loop.quit)
+    timer = QTimer()
+    timer.timeout.connect(tick)
+    timer.start(200)
+    loop.exec_()
+    timer.stop()
+    QgsApplication.processEvents()
+    assert not state["timed_out"], f"{what} showed no progress for {step_s:.0f} s (startup {startup_s:.0f} s)"
+    assert task.ended, f"{what} signalled its end but finished() did not run"
+    return task
 
 
 def wait_for(predicate, timeout_s: float, what: str):

@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-INSTALL_HINT = ("Install it in its own Python environment with `pip install shipseg`, then set the path of its "
-                "`shipseg` executable (or of the environment folder) in Plugins > Shipseg > Settings.")
+INSTALL_HINT = ("Install it from a clone of the shipseg repository with `make install`, then set "
+                "<clone>/.venv/bin/shipseg (or the <clone>/.venv folder) in Plugins > Shipseg > Settings.")
+REINSTALL_HINT = "Update its clone and run `make install` there again."
 DEVICES = ("auto", "cpu", "cuda")
 OUTPUT_FORMATS = ("gpkg", "geojson", "fgb", "parquet")
 # Variables that QGIS (or its installer) sets for its own Python, GDAL and PROJ; passed on, they make the shipseg
@@ -103,6 +104,16 @@ def build_detect_command(exe: str, scene: str, output: str, model: Optional[str]
     return cmd
 
 
+def remove_files(paths) -> None:
+    """Remove what exists of ``paths`` (partial outputs, temporary prompt files); never raises."""
+    for path in paths:
+        try:
+            if path and os.path.exists(path):
+                os.remove(path)
+        except OSError:
+            pass
+
+
 def _popen(cmd: Sequence[str], env: dict) -> subprocess.Popen:
     kwargs = dict(stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                   text=True, encoding="utf-8", errors="replace", bufsize=1)
@@ -153,13 +164,13 @@ def _pump(stream, sink: Callable[[Optional[str]], None]) -> None:
         sink(None)
 
 
-def _failure_message(cmd: Sequence[str], code: int, stderr_lines) -> str:
+def failure_message(cmd: Sequence[str], code: int, stderr_lines) -> str:
     lines = [ln for ln in stderr_lines if ln.strip()]
     errors = [ln for ln in lines if ln.startswith("Error:")]
     if errors:  # shipseg's own one-sentence error (bad input, exit 2)
         text = errors[-1][len("Error:"):].strip()
         if "No such command 'detect'" in text:
-            return f"{cmd[0]} has no `detect` command: upgrade it with `pip install -U shipseg`."
+            return f"{cmd[0]} has no `detect` command. {REINSTALL_HINT}"
         return f"shipseg: {text}"
     if code < 0 or code > 128:
         sig = -code if code < 0 else code - 128
@@ -167,7 +178,7 @@ def _failure_message(cmd: Sequence[str], code: int, stderr_lines) -> str:
                 f"{lines[-1] if lines else 'none'}")
     last = lines[-1] if lines else "no error output"
     if any(("ModuleNotFoundError" in ln or "ImportError" in ln) for ln in lines):
-        return f"shipseg at {cmd[0]} is broken ({last}). Reinstall it with `pip install --force-reinstall shipseg`."
+        return f"shipseg at {cmd[0]} is broken ({last}). {REINSTALL_HINT}"
     return f"shipseg failed (exit code {code}): {last}"
 
 
@@ -240,22 +251,8 @@ def run_shipseg(cmd: Sequence[str], on_progress: Optional[Callable[[int, int, in
     if code != 0:
         if error_message and not any(ln.startswith("Error:") for ln in stderr_tail):
             stderr_tail.append(f"Error: {error_message}")
-        raise ShipsegError(_failure_message(cmd, code, stderr_tail))
+        raise ShipsegError(failure_message(cmd, code, stderr_tail))
     if done_event is None:
         raise ShipsegError(f"{cmd[0]} finished without reporting its output; is it a shipseg version with "
-                           f"`detect --progress json`? Upgrade it with `pip install -U shipseg`.")
+                           f"`detect --progress json`? {REINSTALL_HINT}")
     return done_event
-
-
-def version(exe: str, timeout_s: float = 120) -> str:
-    """``shipseg --version`` as one line; raises ShipsegError with what to install when it does not run."""
-    try:
-        res = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=timeout_s,
-                             env=child_env(), stdin=subprocess.DEVNULL)
-    except OSError as exc:
-        raise ShipsegNotFound(f"Could not start {exe}: {exc.strerror or exc}. {INSTALL_HINT}") from None
-    except subprocess.TimeoutExpired:
-        raise ShipsegError(f"{exe} --version did not answer within {timeout_s:.0f} s.") from None
-    if res.returncode != 0:
-        raise ShipsegError(_failure_message([exe], res.returncode, res.stderr.splitlines()))
-    return (res.stdout.strip().splitlines() or ["shipseg (unknown version)"])[-1]
