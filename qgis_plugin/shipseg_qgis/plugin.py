@@ -5,10 +5,12 @@ All the work happens in the separate `shipseg` process (see runner.py); nothing 
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 from qgis.core import Qgis, QgsApplication, QgsMessageLog, QgsProject, QgsTask, QgsVectorLayer
+from qgis.PyQt.QtCore import QTimer
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction, QPushButton
 
@@ -33,6 +35,7 @@ class ShipsegPlugin:
         self.tasks = []  # keeps the Python side of running tasks alive
         self.last_task = None
         self.run_dialog = None
+        self._descriptions = {}  # task id -> description, for the tasks this plugin started
 
     # --- QGIS plugin interface ---------------------------------------------------------------------------------
 
@@ -115,12 +118,16 @@ class ShipsegPlugin:
         dialog.open()
         return dialog
 
-    def notify(self, text: str, level=Qgis.Info, duration: int = 8, button=None):
-        """Log ``text`` and show it in the message bar; ``button``: (label, slot) added to the message."""
-        QgsMessageLog.logMessage(text, LOG_TAG, Qgis.Info if level == Qgis.Success else level)
+    def notify(self, text: str, level=Qgis.Info, duration: int = 8, button=None, details: str = ""):
+        """Show ``text`` (one line: the bar cuts longer ones) in the message bar and log it with ``details``;
+        ``button``: (label, slot) added to the message."""
+        QgsMessageLog.logMessage(f"{text} {details}".strip(), LOG_TAG, Qgis.Info if level == Qgis.Success else level)
         bar = self.iface.messageBar()
         if button is None:
-            bar.pushMessage("Shipseg", text, level=level, duration=duration)
+            if len(text) > 100:  # the bar shows about one line: the whole text one click away
+                bar.pushMessage("Shipseg", text, text, level, duration)
+            else:
+                bar.pushMessage("Shipseg", text, level=level, duration=duration)
             return None
         item = bar.createMessage("Shipseg", text)
         push = QPushButton(button[0])
@@ -144,7 +151,8 @@ class ShipsegPlugin:
                 cleanup.append(path)
                 boxes, points = (path, None) if kind == "boxes" else (None, path)
         except runner.ShipsegNotFound as exc:
-            self.notify(str(exc), Qgis.Warning, 0, button=("Open settings", self.show_settings))
+            self.notify(f"{exc.problem} `make install` in a shipseg clone, then:", Qgis.Warning, 0,
+                        button=("Open settings", self.show_settings), details=runner.INSTALL_HINT)
             return None
         except runner.ShipsegError as exc:
             self.notify(str(exc), Qgis.Warning, 15)
@@ -159,7 +167,7 @@ class ShipsegPlugin:
                                   Qgis.Info, 0, button=("Cancel", task.cancel))
         self.tasks.append(task)
         self.last_task = task
-        QgsApplication.taskManager().addTask(task)
+        self._descriptions[QgsApplication.taskManager().addTask(task)] = task.description()
         return task
 
     def _task_finished(self, task: DetectTask):
@@ -189,18 +197,21 @@ class ShipsegPlugin:
         index = parent.children().index(node) if node is not None else 0
         parent.insertLayer(index, ships)  # directly above the raster
         task.result_layer_id = ships.id()
-        self.notify(f"{task.done.get('ships', ships.featureCount())} ships found in '{task.layer_name}': layer "
-                    f"'{ships.name()}' ({path}).", Qgis.Success, 15)
+        self.notify(f"{task.done.get('ships', ships.featureCount())} ships found in '{task.layer_name}', saved as "
+                    f"{os.path.basename(path)}.", Qgis.Success, 15, details=f"({path})")
 
     def _drop_qgis_notice(self, task_id, status):
         """QGIS announces a long task's end as "Task complete"/"Task failed" on top of ours (and calls a cancel
-        a failure): remove that notice for our own tasks, so the plugin's message is the one shown."""
-        if status not in (QgsTask.Complete, QgsTask.Terminated):
+        a failure): remove that notice for our own tasks, once QGIS has pushed it, so that the plugin's message
+        is the one shown."""
+        if status not in (QgsTask.Complete, QgsTask.Terminated) or task_id not in self._descriptions:
             return
-        task = QgsApplication.taskManager().task(task_id)
-        if not isinstance(task, DetectTask):
-            return
-        bar = self.iface.messageBar()
-        for item in list(bar.items()):
-            if item.text() == task.description() and item.title() != "Shipseg":
-                bar.popWidget(item)
+        description = self._descriptions.pop(task_id)
+
+        def drop():
+            bar = self.iface.messageBar()
+            for item in list(bar.items()):
+                if item.text() == description and item.title() != "Shipseg":
+                    bar.popWidget(item)
+
+        QTimer.singleShot(0, drop)

@@ -44,7 +44,7 @@ class RunDialog(QDialog):
         form.addRow("Bands", self.bands)
         self.prompts = QgsMapLayerComboBox()
         self.prompts.setFilters(QgsMapLayerProxyModel.PointLayer | QgsMapLayerProxyModel.PolygonLayer)
-        self.prompts.setAllowEmptyLayer(True)
+        self.prompts.setAllowEmptyLayer(True, "none: find every ship")
         self.prompts.setLayer(QgsProject.instance().mapLayer(settings.get("prompts")))
         form.addRow("Prompts (one ship per point or box)", self.prompts)
         self.selected_only = QCheckBox("Selected features only")

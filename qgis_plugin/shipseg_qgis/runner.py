@@ -36,7 +36,11 @@ class ShipsegError(Exception):
 
 
 class ShipsegNotFound(ShipsegError):
-    """No usable shipseg executable."""
+    """No usable shipseg executable: ``problem`` says what is wrong, the message adds how to install it."""
+
+    def __init__(self, problem: str):
+        super().__init__(f"{problem} {INSTALL_HINT}")
+        self.problem = problem
 
 
 class ShipsegCancelled(ShipsegError):
@@ -64,12 +68,11 @@ def resolve_executable(configured: Optional[str] = None) -> str:
             for cand in _candidates(path):
                 if _is_exe(cand):
                     return str(cand)
-            raise ShipsegNotFound(f"No shipseg executable in the folder {path} (looked for bin/shipseg and "
-                                  f"Scripts/shipseg.exe). {INSTALL_HINT}")
+            raise ShipsegNotFound(f"No bin/shipseg (nor Scripts/shipseg.exe) in the folder {path}.")
         if _is_exe(path):
             return str(path)
         what = "is not executable" if path.exists() else "does not exist"
-        raise ShipsegNotFound(f"The configured shipseg executable {path} {what}. {INSTALL_HINT}")
+        raise ShipsegNotFound(f"The shipseg executable {path} {what}.")
     found = shutil.which("shipseg")
     if found:
         return found
@@ -77,7 +80,7 @@ def resolve_executable(configured: Optional[str] = None) -> str:
         for cand in _candidates(folder):
             if _is_exe(cand):
                 return str(cand)
-    raise ShipsegNotFound(f"shipseg was not found on PATH. {INSTALL_HINT}")
+    raise ShipsegNotFound("shipseg is not on PATH.")
 
 
 def child_env(extra: Optional[dict] = None) -> dict:
@@ -124,7 +127,7 @@ def _popen(cmd: Sequence[str], env: dict) -> subprocess.Popen:
     try:
         return subprocess.Popen(list(cmd), **kwargs)
     except OSError as exc:
-        raise ShipsegNotFound(f"Could not start {cmd[0]}: {exc.strerror or exc}. {INSTALL_HINT}") from None
+        raise ShipsegNotFound(f"Could not start {cmd[0]}: {exc.strerror or exc}.") from None
 
 
 def kill_tree(proc: subprocess.Popen, grace_s: float = 3.0) -> None:
