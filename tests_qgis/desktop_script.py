@@ -176,16 +176,21 @@ def step_processing(ctx):
     return True
 
 
-def step_cancel(ctx):
+def slow_run_going(ctx):
+    """Start a slow run (once); True once its shipseg process reports progress."""
     if "task" not in ctx:
         slow_runs()
         iface.mainWindow().findChild(QAction, "shipsegDetectShips").trigger()
         click_run_dialog_ok()
         ctx["task"] = plugin().last_task
         return False
-    task = ctx["task"]
+    return os.path.exists(PIDFILE) and ctx["task"].progress() > 0
+
+
+def step_cancel(ctx):
+    task = ctx.get("task")
     if "cancelled" not in ctx:
-        if not os.path.exists(PIDFILE) or task.progress() <= 0:
+        if not slow_run_going(ctx):
             return False
         message_button("Detecting ships", "Cancel").click()
         ctx["cancelled"] = time.monotonic()
@@ -200,13 +205,7 @@ def step_cancel(ctx):
 
 
 def step_quit(ctx):
-    if "task" not in ctx:
-        slow_runs()
-        iface.mainWindow().findChild(QAction, "shipsegDetectShips").trigger()
-        click_run_dialog_ok()
-        ctx["task"] = plugin().last_task
-        return False
-    if not os.path.exists(PIDFILE) or ctx["task"].progress() <= 0:
+    if not slow_run_going(ctx):
         return False
     state["quit_pid"] = json.loads(open(PIDFILE).read())["pid"]
     write_result(0)
