@@ -9,7 +9,8 @@ saw in a JSON result (SHIPSEG_DESKTOP_RESULT):
   processing the Processing algorithm's output as QGIS loads it (name, style)
   cancel     a slow run cancelled from its message: worded as a cancel, no "Task failed"
   quit       a slow run, and QGIS told to quit while it runs: the exit status is the test's verdict
-Any exception or the timeout writes the result and exits with status 1.
+SHIPSEG_DESKTOP_STEPS (comma-separated names) plays only those, then quits. Any exception or the timeout writes
+the result and exits with status 1.
 """
 
 import json
@@ -59,14 +60,19 @@ def write_result(code):
         json.dump(state, fh, indent=1)
 
 
-def fail(message):
-    state["error"] = message
-    write_result(1)
+def quit_qgis(code):
+    """No layers (and no render jobs) left when QGIS shuts down."""
     for timer in _keep:
         timer.stop()
     iface.mapCanvas().stopRendering()
     QgsProject.instance().clear()
-    QTimer.singleShot(500, lambda: QgsApplication.exit(1))
+    QTimer.singleShot(500, lambda: QgsApplication.exit(code))
+
+
+def fail(message):
+    state["error"] = message
+    write_result(1)
+    quit_qgis(1)
 
 
 def click_run_dialog_ok():
@@ -92,18 +98,22 @@ def slow_runs():
 
 # --- the steps: each is called every 250 ms until it returns True -------------------------------------------------
 
+def setup():
+    """The window on the whole screen (no window manager), the scene as the active layer."""
+    iface.mainWindow().setGeometry(QGuiApplication.primaryScreen().availableGeometry())
+    raster = iface.addRasterLayer(SCENE, "harbour")
+    assert raster is not None and raster.isValid(), f"cannot open {SCENE}"
+    iface.setActiveLayer(raster)
+    progress["ctx"]["raster"] = raster
+    state["raster_crs"] = raster.crs().authid()
+    action = iface.mainWindow().findChild(QAction, "shipsegDetectShips")
+    assert action is not None, "no 'Detect ships' action in the main window (plugin not loaded?)"
+    state["toolbar_button"] = any(b.defaultAction() is action for b in iface.mainWindow().findChildren(QToolButton))
+
+
 def step_notfound(ctx):
     if "clicked" not in ctx:
-        iface.mainWindow().setGeometry(QGuiApplication.primaryScreen().availableGeometry())  # no window manager
-        raster = iface.addRasterLayer(SCENE, "harbour")
-        assert raster is not None and raster.isValid(), f"cannot open {SCENE}"
-        iface.setActiveLayer(raster)
-        ctx["raster"] = raster
-        state["raster_crs"] = raster.crs().authid()
         action = iface.mainWindow().findChild(QAction, "shipsegDetectShips")
-        assert action is not None, "no 'Detect ships' action in the main window (plugin not loaded?)"
-        state["toolbar_button"] = any(b.defaultAction() is action
-                                      for b in iface.mainWindow().findChildren(QToolButton))
         ctx["exe"] = QgsSettings().value("shipseg/executable")
         QgsSettings().setValue("shipseg/executable", "/nonexistent/shipseg")
         action.trigger()
@@ -209,15 +219,14 @@ def step_quit(ctx):
         return False
     state["quit_pid"] = json.loads(open(PIDFILE).read())["pid"]
     write_result(0)
-    for timer in _keep:
-        timer.stop()
-    QgsProject.instance().setDirty(False)
-    QgsApplication.exit(0)  # with the run going: the plugin must stop it, and QGIS must exit cleanly
+    quit_qgis(0)  # with the run going: the plugin must stop it, and QGIS must exit cleanly
     return True
 
 
 SHARED = ("raster", "first_task")  # what later steps use of earlier ones
-STEPS = [step_notfound, step_dialog, step_started, step_result, step_processing, step_cancel, step_quit]
+ALL_STEPS = [step_notfound, step_dialog, step_started, step_result, step_processing, step_cancel, step_quit]
+WANTED = os.environ.get("SHIPSEG_DESKTOP_STEPS", "").split(",")  # a subset (a screenshot for the docs), or all
+STEPS = [step for step in ALL_STEPS if step.__name__[5:] in WANTED] if any(WANTED) else ALL_STEPS
 progress = {"index": 0, "ctx": {}}
 
 
@@ -225,7 +234,10 @@ def tick():
     try:
         if time.monotonic() - T0 > TIMEOUT_S:
             return fail(f"timed out in {STEPS[progress['index']].__name__}")
-        if progress["index"] < len(STEPS):
+        if progress["index"] == len(STEPS):  # all done, and none of them quit QGIS
+            write_result(0)
+            quit_qgis(0)
+        else:
             step = STEPS[progress["index"]]
             if step(progress["ctx"]):
                 state["steps"].append(step.__name__[5:])
@@ -235,8 +247,16 @@ def tick():
         fail(traceback.format_exc())
 
 
+def start():
+    try:
+        setup()
+        timer.start()
+    except Exception:
+        fail(traceback.format_exc())
+
+
 timer = QTimer()
 timer.setInterval(250)
 timer.timeout.connect(tick)
 _keep.append(timer)
-QTimer.singleShot(500, timer.start)
+QTimer.singleShot(500, start)

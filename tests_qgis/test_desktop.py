@@ -1,6 +1,6 @@
-"""End to end in the real QGIS desktop under Xvfb: the plugin enabled in a fresh profile, driven by
-desktop_script.py as a user would (see its steps), screenshots saved, and QGIS quitting with status 0 while a run
-is still going."""
+"""End to end in the real QGIS desktop under Xvfb: the plugin installed from its zip and enabled in a fresh profile,
+driven by desktop_script.py as a user would (see its steps), screenshots saved, and QGIS quitting with status 0
+while a run is still going."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
-from conftest import PLUGIN, PLUGIN_DIR, pid_gone, truth_count
+from conftest import PLUGIN, PLUGIN_DIR, REPO, pid_gone, truth_count
 
 SCRIPT = Path(__file__).resolve().parent / "desktop_script.py"
 SHOTS = Path(os.environ.get("SHIPSEG_SCREENSHOT_DIR", Path(__file__).resolve().parents[1] / "out" / "qgis"))
@@ -32,25 +34,36 @@ def make_profile(root: Path, executable: str, output_dir: Path) -> None:
     (root / "profiles" / "profiles.ini").write_text("[core]\ndefaultProfile=default\n")
 
 
-def run_desktop(tmp_path, executable, scene):
+def install_from_zip(profiles: Path) -> None:
+    """What Install from ZIP does: the zip that `make plugin-zip` builds, unpacked in the profile's plugins."""
+    archive = profiles.parent / "shipseg_qgis.zip"
+    subprocess.run([sys.executable, str(REPO / "scripts" / "build_plugin_zip.py"), str(PLUGIN_DIR / PLUGIN),
+                    str(archive)], check=True, capture_output=True)
+    with zipfile.ZipFile(archive) as zf:
+        zf.extractall(profiles / "profiles" / "default" / "python" / "plugins")
+
+
+def run_desktop(tmp_path, executable, scene, steps=""):
     assert shutil.which("qgis") and shutil.which("xvfb-run"), "run `make qgis-deps`"
     profiles = tmp_path / "profiles"
     out_dir = tmp_path / "ships"
     out_dir.mkdir()
     make_profile(profiles, executable, out_dir)
+    install_from_zip(profiles)
     SHOTS.mkdir(parents=True, exist_ok=True)
     for old in SHOTS.glob("desktop_*.png"):
         old.unlink()
     result = tmp_path / "result.json"
     env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}  # the real desktop, on Xvfb
-    env.update(QGIS_PLUGINPATH=str(PLUGIN_DIR), SHIPSEG_DESKTOP_SCENE=str(scene), SHIPSEG_DESKTOP_RESULT=str(result),
+    env.update(SHIPSEG_DESKTOP_SCENE=str(scene), SHIPSEG_DESKTOP_RESULT=str(result),
                SHIPSEG_DESKTOP_SHOTS=str(SHOTS), SHIPSEG_DESKTOP_TIMEOUT=str(LIMIT_S - 60),
-               FAKE_SHIPSEG_PIDFILE=str(tmp_path / "pid.json"))
+               FAKE_SHIPSEG_PIDFILE=str(tmp_path / "pid.json"), SHIPSEG_DESKTOP_STEPS=steps)
     cmd = ["xvfb-run", "-a", "-s", "-screen 0 1400x900x24", "qgis", "--profiles-path", str(profiles),
            "--profile", "default", "--nologo", "--noversioncheck", "--code", str(SCRIPT)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=LIMIT_S)
     state = json.loads(result.read_text()) if result.exists() else {}
-    assert proc.returncode == 0, f"qgis exited {proc.returncode}; result {state}; stderr {proc.stderr[-6000:]}"
+    assert proc.returncode == 0, (f"qgis exited {proc.returncode}; result {state}; stderr {proc.stderr[-3000:]}; "
+                                  f"stdout {proc.stdout[-6000:]}")
     assert state.get("exit_code") == 0 and "error" not in state, state
     return state
 
@@ -81,3 +94,24 @@ def test_desktop_session(tmp_path, fake_exe, scene):
     assert pid_gone(state["quit_pid"])
     for name in ("notfound", "run_dialog", "started", "ships", "cancelled"):
         assert (SHOTS / f"desktop_{name}.png").stat().st_size > 10_000
+
+
+def screenshot_for_docs(dest: Path) -> None:
+    """The picture in docs/qgis.md: the real shipseg of this repository (.venv) with its default model on
+    sample_tiles/harbour_rgb.tif, as the desktop shows it after the run (`make qgis-screenshot`)."""
+    import tempfile
+
+    from conftest import REAL_SHIPSEG
+    from qgis.PyQt.QtCore import Qt
+    from qgis.PyQt.QtGui import QImage
+    with tempfile.TemporaryDirectory() as tmp:
+        state = run_desktop(Path(tmp), str(REAL_SHIPSEG), REPO / "sample_tiles" / "harbour_rgb.tif",
+                            steps="dialog,started,result")
+    image = QImage(str(SHOTS / "desktop_ships.png"))
+    image.scaledToWidth(1120, Qt.SmoothTransformation).save(str(dest), "PNG", 0)
+    print(f"{dest}: {state['features']} ships, {state['result_text']}")
+
+
+if __name__ == "__main__":
+    import sys
+    screenshot_for_docs(Path(sys.argv[1]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from qgis.core import QgsMapLayerProxyModel, QgsMapLayerType, QgsProject
+from qgis.core import QgsMapLayerProxyModel, QgsMapLayerType, QgsProject, QgsVectorFileWriter
 from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtWidgets import QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLineEdit
 
@@ -51,7 +51,8 @@ class RunDialog(QDialog):
         self.selected_only.setChecked(settings.get("selected_only") == "true")
         form.addRow("", self.selected_only)
         self.output_format = QComboBox()
-        self.output_format.addItems(list(runner.OUTPUT_FORMATS))
+        readable = QgsVectorFileWriter.supportedFormatExtensions()  # GeoParquet only where QGIS's GDAL has it
+        self.output_format.addItems([f for f in runner.OUTPUT_FORMATS if f in readable])
         self.output_format.setCurrentText(settings.output_format())
         form.addRow("Output format", self.output_format)
         self.output_dir = QgsFileWidget()
