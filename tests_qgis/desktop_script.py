@@ -2,6 +2,7 @@
 
 Plays what a user does, step by step, saving screenshots of the whole screen (SHIPSEG_DESKTOP_SHOTS) and what it
 saw in a JSON result (SHIPSEG_DESKTOP_RESULT):
+  settings   the Settings dialog and its "Check shipseg", which runs in the background
   notfound   the button with no usable shipseg: the warning and its "Open settings" button
   dialog     the button with the fake shipseg: the run dialog, then its "Detect ships" button
   started    the start message, shown at once
@@ -109,6 +110,29 @@ def setup():
     action = iface.mainWindow().findChild(QAction, "shipsegDetectShips")
     assert action is not None, "no 'Detect ships' action in the main window (plugin not loaded?)"
     state["toolbar_button"] = any(b.defaultAction() is action for b in iface.mainWindow().findChildren(QToolButton))
+
+
+def step_settings(ctx):
+    if "dialog" not in ctx:
+        from shipseg_qgis.settings import SettingsDialog
+        os.environ["FAKE_SHIPSEG_VERSION_DELAY"] = "1"
+        ctx["dialog"] = dialog = SettingsDialog(iface.mainWindow())
+        dialog.show()
+        t0 = time.monotonic()
+        dialog.check()
+        state["settings_check_returned_s"] = round(time.monotonic() - t0, 2)
+        state["settings_checking_text"] = dialog.status.text()
+        return False
+    dialog = ctx["dialog"]
+    if dialog.checked is None:
+        return False
+    state["settings_checked"] = dialog.checked
+    state["settings_text"] = dialog.status.text()
+    state["settings_size"] = [dialog.width(), dialog.height()]
+    shot("desktop_settings")
+    dialog.reject()
+    os.environ.pop("FAKE_SHIPSEG_VERSION_DELAY")
+    return True
 
 
 def step_notfound(ctx):
@@ -224,7 +248,7 @@ def step_quit(ctx):
 
 
 SHARED = ("raster", "first_task")  # what later steps use of earlier ones
-ALL_STEPS = [step_notfound, step_dialog, step_started, step_result, step_processing, step_cancel, step_quit]
+ALL_STEPS = [step_settings, step_notfound, step_dialog, step_started, step_result, step_processing, step_cancel, step_quit]
 WANTED = os.environ.get("SHIPSEG_DESKTOP_STEPS", "").split(",")  # a subset (a screenshot for the docs), or all
 STEPS = [step for step in ALL_STEPS if step.__name__[5:] in WANTED] if any(WANTED) else ALL_STEPS
 progress = {"index": 0, "ctx": {}}

@@ -72,7 +72,10 @@ def test_desktop_session(tmp_path, fake_exe, scene):
     state = run_desktop(tmp_path, fake_exe, scene)
     assert PLUGIN in state["active_plugins"]
     assert state["toolbar_button"], "the action is not on a toolbar"
-    assert state["steps"] == ["notfound", "dialog", "started", "result", "processing", "cancel"]
+    assert state["steps"] == ["settings", "notfound", "dialog", "started", "result", "processing", "cancel"]
+    # "Check shipseg" answers at once and reports when shipseg does (its --version takes a second here)
+    assert state["settings_check_returned_s"] < 0.5 and "Checking" in state["settings_checking_text"]
+    assert state["settings_checked"] and "0.0.0-fake" in state["settings_text"]
     # no shipseg: a warning that says what to install, with a button to the settings
     assert "make install" in state["notfound_text"] and state["notfound_button"]
     # the click says at once what is happening
@@ -92,7 +95,7 @@ def test_desktop_session(tmp_path, fake_exe, scene):
     assert not [i for i in state["cancel_bar"] if "fail" in (i["title"] + i["text"]).lower()], state["cancel_bar"]
     # QGIS quit with a run going: exit status 0 (checked above) and the shipseg process is gone
     assert pid_gone(state["quit_pid"])
-    for name in ("notfound", "run_dialog", "started", "ships", "cancelled"):
+    for name in ("settings", "notfound", "run_dialog", "started", "ships", "cancelled"):
         assert (SHOTS / f"desktop_{name}.png").stat().st_size > 10_000
 
 

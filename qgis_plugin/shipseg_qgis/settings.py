@@ -76,7 +76,7 @@ class SettingsDialog(QDialog):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setWindowTitle("Shipseg settings")
-        self.setMinimumWidth(720)
+        self.setMinimumWidth(820)
         form = QFormLayout()
         form.setRowWrapPolicy(QFormLayout.WrapLongRows)
         self.exe = ExecutablePicker(get("executable"))
