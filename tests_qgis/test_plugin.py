@@ -297,11 +297,9 @@ def test_map_is_not_blocked_while_detecting(plugin, shipseg_settings, fake_exe, 
     shipseg_settings(executable=fake_exe, output_dir=str(tmp_path))
     raster_layer(scene)
     plugin.detect_action.trigger()
-    t0 = time.monotonic()
     plugin.run_dialog.accept()
-    assert time.monotonic() - t0 < 1.0  # OK returns at once; the work runs in a QgsTask
-    task = plugin.last_task
-    assert task.status() in (QgsTask.Queued, QgsTask.OnHold, QgsTask.Running)
+    task = plugin.last_task  # OK returned with the work still to do, in a QgsTask
+    assert task.status() in (QgsTask.Queued, QgsTask.OnHold, QgsTask.Running) and not task.ended
     wait_task(task)
     assert task.result_layer_id is not None
 
@@ -316,9 +314,8 @@ def test_settings_check_runs_in_the_background(plugin, shipseg_settings, fake_ex
     dialog = SettingsDialog()
     dialog.show()
     QgsApplication.processEvents()
-    t0 = time.monotonic()
     dialog.check()
-    assert time.monotonic() - t0 < 1.0 and "Checking" in dialog.status.text()
+    assert dialog.checked is None and "Checking" in dialog.status.text()  # returned while --version runs
     wait_for(lambda: dialog.checked is not None, 60, "the shipseg check")
     assert dialog.checked and "0.0.0-fake" in dialog.status.text()
     dialog.exe.setText(str(tmp_path / "missing"))
@@ -406,7 +403,6 @@ def test_processing_prompts_bands_and_converted_output(plugin, shipseg_settings,
     import processing
     shipseg_settings(executable=fake_exe)
     points = QgsVectorLayer("Point?crs=EPSG:4326", "prompts", "memory")
-    from qgis.core import QgsFeature, QgsGeometry, QgsPointXY
     feat = QgsFeature()
     feat.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(5.35, 43.28)))
     points.dataProvider().addFeatures([feat])
