@@ -166,6 +166,9 @@ def step_dialog(ctx):
 
 
 def step_started(ctx):
+    if "waited" not in ctx:  # one more tick: the X server repaints where the closed dialog was
+        ctx["waited"] = True
+        return False
     shot("desktop_started")
     return True
 

@@ -255,8 +255,11 @@ def test_cancel_button_kills_process_tree_and_adds_no_layer(plugin, qgis_iface, 
     wait_for(lambda: pidfile.exists() and task.progress() > 0, 60, "the fake shipseg to report progress")
     pids = json.loads(pidfile.read_text())
     assert not pid_gone(pids["pid"]) and not pid_gone(pids["child"])
+    QgsApplication.processEvents()
+    notice = bar_item(qgis_iface, "Detecting ships")
+    assert "tiles" in notice.text() and "ships so far" in notice.text()  # the message follows the progress
     t0 = time.monotonic()
-    button_of(bar_item(qgis_iface, "Detecting ships"), "Cancel").click()
+    button_of(notice, "Cancel").click()
     wait_task(task, startup_s=15, what="the cancelled task")
     assert time.monotonic() - t0 < 10
     assert task.cancelled and task.result_layer_id is None

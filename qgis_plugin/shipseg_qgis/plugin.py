@@ -163,8 +163,8 @@ class ShipsegPlugin:
                                           bands=choices.bands, boxes=boxes, points=points, device=settings.device())
         task = DetectTask(f"Detecting ships in {layer.name()}", cmd, output, self._task_finished, cleanup)
         task.layer_id, task.layer_name, task.result_layer_id = layer.id(), layer.name(), None
-        task.notice = self.notify(f"Detecting ships in '{layer.name()}'… (progress at the bottom right)",
-                                  Qgis.Info, 0, button=("Cancel", task.cancel))
+        task.notice = self.notify(_running_text(task), Qgis.Info, 0, button=("Cancel", task.cancel))
+        task.progressChanged.connect(lambda _value, t=task: _show_progress(t))
         self.tasks.append(task)
         self.last_task = task
         self._descriptions[QgsApplication.taskManager().addTask(task)] = task.description()
@@ -215,3 +215,16 @@ class ShipsegPlugin:
                     bar.popWidget(item)
 
         QTimer.singleShot(0, drop)
+
+
+def _running_text(task: DetectTask) -> str:
+    done, total = task.tiles
+    so_far = f" {done}/{total} tiles, {task.ships_so_far} ships so far." if total else " (loading shipseg)"
+    return f"Detecting ships in '{task.layer_name}'…{so_far}"
+
+
+def _show_progress(task: DetectTask) -> None:
+    try:
+        task.notice.setText(_running_text(task))
+    except RuntimeError:  # the user closed the message
+        pass

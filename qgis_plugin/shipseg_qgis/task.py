@@ -28,11 +28,13 @@ class DetectTask(QgsTask):
         self.error = None
         self.cancelled = False
         self.ended = False  # set once finished() ran (main thread)
+        self.tiles, self.ships_so_far = (0, 0), 0  # from shipseg's latest progress line
 
     def detach(self) -> None:
         self.on_finished = None
 
     def _progress(self, done: int, total: int, ships: int) -> None:
+        self.tiles, self.ships_so_far = (done, total), ships
         if total > 0:
             self.setProgress(min(100.0, 100.0 * done / total))
 
