@@ -41,9 +41,9 @@ def test_settings_picker_takes_a_file_or_an_environment_folder(plugin, shipseg_s
                                                                tmp_path):
     from qgis.PyQt.QtWidgets import QFileDialog, QPushButton
     from shipseg_qgis.settings import SettingsDialog, get
-    env = tmp_path / "env"
-    (env / "bin").mkdir(parents=True)
-    (env / "bin" / "shipseg").symlink_to(fake_exe)
+    env = tmp_path / "clone"  # a clone after `make install`: its .venv/bin/shipseg is found too
+    (env / ".venv" / "bin").mkdir(parents=True)
+    (env / ".venv" / "bin" / "shipseg").symlink_to(fake_exe)
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: str(env)))
     monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (fake_exe, "")))
     dialog = SettingsDialog()
@@ -52,7 +52,7 @@ def test_settings_picker_takes_a_file_or_an_environment_folder(plugin, shipseg_s
     assert dialog.exe.text() == str(env)
     dialog.check()
     wait_for(lambda: dialog.checked is not None, 60, "the shipseg check")
-    assert dialog.checked and str(env / "bin" / "shipseg") in dialog.status.text()
+    assert dialog.checked and str(env / ".venv" / "bin" / "shipseg") in dialog.status.text()
     buttons["File…"].click()
     assert dialog.exe.text() == fake_exe
     dialog.accept()

@@ -48,7 +48,8 @@ class ShipsegCancelled(ShipsegError):
 
 
 def _candidates(folder: Path):
-    for rel in ("bin/shipseg", "Scripts/shipseg.exe", "Scripts/shipseg", "shipseg", "shipseg.exe"):
+    for rel in ("bin/shipseg", "Scripts/shipseg.exe", "Scripts/shipseg", "shipseg", "shipseg.exe",
+                ".venv/bin/shipseg", ".venv/Scripts/shipseg.exe"):  # an environment, or a clone after make install
         yield folder / rel
 
 
@@ -68,7 +69,7 @@ def resolve_executable(configured: Optional[str] = None) -> str:
             for cand in _candidates(path):
                 if _is_exe(cand):
                     return str(cand)
-            raise ShipsegNotFound(f"No bin/shipseg (nor Scripts/shipseg.exe) in the folder {path}.")
+            raise ShipsegNotFound(f"No bin/shipseg nor .venv/bin/shipseg in the folder {path}.")
         if _is_exe(path):
             return str(path)
         what = "is not executable" if path.exists() else "does not exist"
