@@ -162,6 +162,15 @@ def ships_fixture(n=3):
     return ship_table(gpd.GeoSeries(hulls, crs="EPSG:32631"), [0.9] * n, "scene", "model")
 
 
+def test_ship_table_rounds_measurements():
+    """0.1 m and 0.1 degree in the output, so a table or a label never shows 87.2066511 m; positions to 1e-6."""
+    ships = ships_fixture()
+    for column, decimals in (("length_m", 1), ("beam_m", 1), ("heading_deg", 1), ("area_m2", 0), ("lon", 6)):
+        values = ships[column].to_numpy()
+        assert np.array_equal(values, np.round(values, decimals)), column
+    assert ships["length_m"].iloc[0] == pytest.approx(200.0, abs=0.1)
+
+
 def ring_is_ccw(ring) -> bool:
     xy = np.asarray(ring)
     return 0.5 * np.sum(xy[:-1, 0] * xy[1:, 1] - xy[1:, 0] * xy[:-1, 1]) > 0
