@@ -31,7 +31,7 @@ def load_model(model_ref, device: str = "cpu"):
     BundleCard)``, or None (for detectors that need no model)."""
     if model_ref is None or isinstance(model_ref, tuple):
         return model_ref
-    from samgeo_ship.inference.predictor import resolve_device
+    from samgeo_ship.device import resolve_device
     from samgeo_ship.models.bundle import load_bundle
 
     key = (str(Path(model_ref).resolve()), str(resolve_device(device)))

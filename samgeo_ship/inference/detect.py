@@ -21,9 +21,10 @@ import rasterio
 import torch
 from affine import Affine
 
-from samgeo_ship.errors import NoValidPixels, ShipsegError, fail
+from samgeo_ship.device import resolve_device
+from samgeo_ship.errors import NoSuchBand, NoValidPixels, fail
 from samgeo_ship.inference.contrast import keep, ring_contrast
-from samgeo_ship.inference.predictor import TilePredictor, resolve_device
+from samgeo_ship.inference.predictor import TilePredictor
 from samgeo_ship.inference.prompts import assign_prompts, read_prompt_file
 from samgeo_ship.models.bundle import load_bundle
 from samgeo_ship.raster import Normalisation, Scene
@@ -94,8 +95,8 @@ def open_scene(path, card, bands=None) -> Scene:
     chosen = bands if bands is not None else card.bands
     try:
         probe = Scene.open(path, bands=chosen)
-    except ShipsegError as exc:
-        if bands is not None or "no band named" not in str(exc):
+    except NoSuchBand:
+        if bands is not None:
             raise
         with rasterio.open(path) as src:
             named = any(src.descriptions)
@@ -185,9 +186,7 @@ def contrast_band(scene_path, band: str):
     DetectWarning when the scene has no band of that name (the test is then skipped)."""
     try:
         opened = Scene.open(scene_path, bands=[band])
-    except ShipsegError as exc:
-        if "no band named" not in str(exc):
-            raise
+    except NoSuchBand:
         warnings.warn(f"{Path(scene_path).name}: no band named {band}, so the model's contrast test against the "
                       "water is skipped (more false alarms)", DetectWarning, stacklevel=4)
         yield None

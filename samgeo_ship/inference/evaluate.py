@@ -12,7 +12,7 @@ import numpy as np
 from samgeo_ship import metrics
 from samgeo_ship.inference.contrast import CONTRAST_GRID, keep, ring_contrast
 from samgeo_ship.inference.detect import detect_scene, load_model, open_scene
-from samgeo_ship.inference.predictor import resolve_device
+from samgeo_ship.device import resolve_device
 from samgeo_ship.labels import load_labels
 from samgeo_ship.models.bundle import save_bundle
 from samgeo_ship.raster import Scene

@@ -4,7 +4,6 @@ once per prompt."""
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import nms
 
+from samgeo_ship.device import autocaster
 from samgeo_ship.models.shipsam import mask_boxes, model_input
 
 MASK_CHUNK = 32  # prompts decoded at once: bounds the (N, T, T) logits of a crowded tile
@@ -49,15 +49,6 @@ class TileDetection:
     prompt: int = -1
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """"auto" -> cuda when available, else cpu; "cpu" and "cuda[:n]" as given."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA GPU is available")
-    return torch.device(device)
-
-
 class TilePredictor:
     """Detect ships in batches of tiles with a ShipSam and its bundle card.
 
@@ -71,6 +62,7 @@ class TilePredictor:
         self.model = model
         self.card = card
         self.device = torch.device(device)
+        self._autocast = autocaster(self.device)
         thresholds = {"score": 0.3, "mask_logit": 0.0, "nms_iou": 0.5, **(card.thresholds or {})}
         self.score_threshold = float(thresholds["score"])
         self.mask_logit = float(thresholds["mask_logit"])
@@ -79,12 +71,6 @@ class TilePredictor:
     @property
     def img_size(self) -> int:
         return self.model.img_size
-
-    def _autocast(self):
-        # Autocast only on GPU: on CPU bfloat16 is slower on most cores and changes the masks for nothing.
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
 
     @torch.inference_mode()
     def predict(self, images: np.ndarray, prompts: list[TilePrompts | None] | None = None

@@ -13,8 +13,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from samgeo_ship.device import resolve_device
 from samgeo_ship.errors import fail
-from samgeo_ship.inference.predictor import TilePredictor, resolve_device
+from samgeo_ship.inference.predictor import TilePredictor
 from samgeo_ship.models import weights
 from samgeo_ship.models.bundle import BundleCard, load_bundle, read_card, save_bundle
 from samgeo_ship.oneshot.model import OUTPUTS, REFINE_PASSES, OneShotSam

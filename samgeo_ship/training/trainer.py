@@ -6,7 +6,6 @@ a resumable checkpoint after each epoch; deterministic for a given seed (unless 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import os
@@ -18,6 +17,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from samgeo_ship.device import autocaster as _autocast
+from samgeo_ship.device import resolve_device
 from samgeo_ship.errors import ShipsegError, fail
 from samgeo_ship.models.bundle import BundleCard, is_stored, save_bundle
 from samgeo_ship.models.shipsam import PROMPTER_PIXELS
@@ -97,16 +98,6 @@ class TrainResult:
     path: Path
     card: BundleCard
     history: list[dict]
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ShipsegError("--device cuda was asked for, but no CUDA GPU is available; use --device cpu or auto")
-    if name not in ("cpu", "cuda"):
-        raise ShipsegError(f"unknown device {name!r}; choose auto, cpu or cuda")
-    return torch.device(name)
 
 
 def lr_factor(step: int, total: int, warmup: int, elapsed: float = 0.0, warmup_share: float = 0.05) -> float:
@@ -342,13 +333,6 @@ def _epoch_order(rng: np.random.Generator, positive: np.ndarray, negatives: floa
 def _median_pixel_size(datasets) -> float | None:
     sizes = [d.card["pixel_size_m"] for d in datasets if d.card.get("pixel_size_m")]
     return float(np.median(sizes)) if sizes else None
-
-
-def _autocast(device: torch.device):
-    if device.type != "cuda":
-        return contextlib.nullcontext
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return lambda: torch.autocast("cuda", dtype=dtype)
 
 
 def _validate(model, refs, batch_size: int, encoder: Encoder) -> dict:
