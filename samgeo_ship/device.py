@@ -17,7 +17,7 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     name = str(device)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", name):
+    if not re.fullmatch(r"(cpu|cuda)(:\d+)?", name):
         raise ShipsegError(f"unknown device {name!r}; choose auto, cpu or cuda")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ShipsegError(f"--device {name} was asked for, but no CUDA GPU is available; use --device cpu or auto")
