@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from torchvision.ops import nms
 
 from samgeo_ship.device import autocaster
-from samgeo_ship.models.proposer import Proposer
 from samgeo_ship.models.shipsam import mask_boxes, model_input
 
 MASK_CHUNK = 32  # prompts decoded at once: bounds the (N, T, T) logits of a crowded tile
@@ -59,12 +58,9 @@ class TilePredictor:
     beside it. For user prompts there is no detection confidence, so ``score`` is the predicted IoU (clamped to
     [0, 1])."""
 
-    def __init__(self, model, card, device: torch.device | str = "cpu", proposer: Proposer | None = None):
-        """``proposer``: the strategy that finds ships when no user prompts are given (models.proposer); default:
-        the one the model carries (its bundle's kind)."""
+    def __init__(self, model, card, device: torch.device | str = "cpu"):
         self.model = model
         self.card = card
-        self._proposer = proposer
         self.device = torch.device(device)
         self._autocast = autocaster(self.device)
         thresholds = {"score": 0.3, "mask_logit": 0.0, "nms_iou": 0.5, **(card.thresholds or {})}
@@ -76,10 +72,6 @@ class TilePredictor:
     def img_size(self) -> int:
         return self.model.img_size
 
-    @property
-    def proposer(self) -> Proposer:
-        return self._proposer if self._proposer is not None else self.model.proposer
-
     @torch.inference_mode()
     def predict(self, images: np.ndarray, prompts: list[TilePrompts | None] | None = None
                 ) -> list[list[TileDetection]]:
@@ -87,14 +79,15 @@ class TilePredictor:
 
         Args:
             images: (B, C, T, T) float32 in [0, 1], C = 1 (repeated to grey RGB) or 3.
-            prompts: None to use the proposer; else one TilePrompts (or None: no ship asked for) per tile.
+            prompts: None to use the model's proposer (models.proposer: its bundle's kind); else one TilePrompts
+                (or None: no ship asked for) per tile.
 
         Returns per tile a list of TileDetection with (T, T) masks."""
         B, C, T, _ = images.shape
         inputs = self.inputs(images)
         embeddings = self._encode(inputs)
         with self._autocast():
-            proposals = (self.proposer.proposals(self.model, embeddings, self.score_threshold, images=inputs)
+            proposals = (self.model.proposer.proposals(self.model, embeddings, self.score_threshold, images=inputs)
                          if prompts is None else None)
         out = []
         for b in range(B):
