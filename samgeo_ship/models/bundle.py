@@ -13,7 +13,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from samgeo_ship import __version__
+from samgeo_ship.version import __version__
 from samgeo_ship.atomic import atomic_file
 from samgeo_ship.errors import fail
 from samgeo_ship.models.lora import add_lora, is_lora_key
