@@ -255,7 +255,7 @@ class Scene:
         """The whole scene decimated (nearest neighbour) to at most ``max_side`` px a side, normalised as ``read``
         gives a window: (C, h, w) float32 in [0, 1] and the (h, w) valid mask. Memory follows ``max_side``, not
         the scene size."""
-        return self._normalised(*self._decimated(max_side))
+        return self._normalised(*self.decimated(max_side))
 
     def _normalised(self, data: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = self.normalisation.apply(data)
