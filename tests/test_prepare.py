@@ -10,8 +10,7 @@ from click.testing import CliRunner
 from cli.main import cli
 from samgeo_ship.dataset import prepare_dataset
 
-from conftest import SCENES, write_raster
-from test_labels import coco_file, ship
+from conftest import SCENES, coco_file, ship, write_raster
 
 
 @pytest.fixture

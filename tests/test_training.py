@@ -6,17 +6,11 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import geopandas as gpd
 import pytest
-import shapely
 import torch
-from affine import Affine
 from click.testing import CliRunner
-from rasterio.features import rasterize
-from shapely import affinity
 
 from cli.main import cli
-from samgeo_ship.dataset import prepare_dataset
 from samgeo_ship.models.shipsam import ShipSam, filled_boxes
 from samgeo_ship.training import TrainConfig, train
 from samgeo_ship.errors import ShipsegError
@@ -27,41 +21,7 @@ from samgeo_ship.models.bundle import load_bundle
 from samgeo_ship.training.data import load_sample, open_dataset, open_datasets, TileRef
 from samgeo_ship.training.prompts import PromptRecipe, negative_boxes
 
-from conftest import write_raster
-
-UTM = Affine(10.0, 0, 500_000.0, 0, -10.0, 4_800_000.0)
-# One thread: the test machine is shared, and spinning OpenMP threads on busy cores are many times slower.
-FAST = dict(model_type="sam_tiny", batch_size=2, val_fraction=0.25, threads=1)
-
-
-def ship_dataset(out, seed=0, size=256, ships=10, tile=128):
-    """A prepared dataset of a ``size``-px scene with elongated ships at 35-55 / 135-145 degrees (so a filled
-    box is a poor mask: IoU ~0.35), bright hulls on dark water, cut into ``tile``-px tiles."""
-    rng = np.random.default_rng(seed)
-    hulls = []
-    while len(hulls) < ships:
-        col, row = rng.uniform(20, size - 20, 2)
-        length, beam = rng.uniform(28, 44), rng.uniform(6, 9)
-        angle = rng.choice([35, 45, 55, 135, 145]) + rng.uniform(-5, 5)
-        hull = affinity.rotate(shapely.box(col - length / 2, row - beam / 2, col + length / 2, row + beam / 2),
-                               angle, origin=(col, row))
-        if not any(hull.buffer(3).intersects(h) for h in hulls):
-            hulls.append(hull)
-    geoms = [affinity.affine_transform(h, [UTM.a, UTM.b, UTM.d, UTM.e, UTM.c, UTM.f]) for h in hulls]
-    data = rng.normal(60, 8, (3, size, size))
-    on_ship = rasterize(geoms, out_shape=(size, size), transform=UTM) > 0
-    data[:, on_ship] = rng.normal(200, 10, (3, int(on_ship.sum())))
-    scene = write_raster(f"{out}.tif", np.clip(data, 0, 255).astype(np.uint8), descriptions=["R", "G", "B"])
-    labels = f"{out}.geojson"
-    gpd.GeoDataFrame({"id": range(ships)}, geometry=geoms, crs="EPSG:32631").to_file(labels)
-    prepare_dataset(scene, labels, out, tile_size=tile, overlap=0)
-    return out
-
-
-@pytest.fixture(scope="module")
-def datasets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ships")
-    return [ship_dataset(root / f"ds{i}", seed=i) for i in range(2)]
+from conftest import FAST, ship_dataset
 
 
 @pytest.mark.parametrize("variant", range(VARIANTS))
@@ -139,7 +99,7 @@ def test_cache_keys_change_with_variant_weights_and_size():
 
 
 def test_same_seed_gives_identical_weights(tmp_path, datasets):
-    runs = [train(datasets, tmp_path / f"{name}.safetensors", TrainConfig(**FAST, epochs=1, seed=seed))
+    runs = [train(datasets[:1], tmp_path / f"{name}.safetensors", TrainConfig(**FAST, epochs=1, seed=seed))
             for name, seed in (("a", 3), ("b", 3), ("c", 4))]
     hashes = [r.card.weights_sha256 for r in runs]
     assert hashes[0] == hashes[1] != hashes[2]
@@ -155,12 +115,12 @@ def _interrupt_after_first_epoch(record):
 
 
 def test_resume_continues_from_the_saved_epoch(tmp_path, datasets):
-    straight = train(datasets, tmp_path / "s.safetensors", TrainConfig(**FAST, epochs=2, seed=5))
+    straight = train(datasets[:1], tmp_path / "s.safetensors", TrainConfig(**FAST, epochs=2, seed=5))
     with pytest.raises(Interrupted):
-        train(datasets, tmp_path / "r.safetensors", TrainConfig(**FAST, epochs=2, seed=5),
+        train(datasets[:1], tmp_path / "r.safetensors", TrainConfig(**FAST, epochs=2, seed=5),
               on_epoch=_interrupt_after_first_epoch)
     assert not (tmp_path / "r.safetensors").exists() and (tmp_path / "r.ckpt.safetensors").exists()
-    resumed = train(datasets, tmp_path / "r.safetensors", TrainConfig(**FAST, epochs=2, seed=5), resume=True)
+    resumed = train(datasets[:1], tmp_path / "r.safetensors", TrainConfig(**FAST, epochs=2, seed=5), resume=True)
     assert [h["epoch"] for h in resumed.history] == [0, 1, 2]
     assert resumed.card.training["epochs"] == 2
     assert resumed.card.weights_sha256 == straight.card.weights_sha256

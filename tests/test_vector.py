@@ -4,7 +4,6 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import shapely
-from affine import Affine
 from pyproj import Transformer
 from rasterio.features import rasterize
 from shapely import affinity
@@ -17,9 +16,7 @@ from samgeo_ship.vector.merge import (Part, ShipMerger, largest_polygon, merge_p
 from samgeo_ship.vector.vectorise import vectorise
 from samgeo_ship.vector.writers import write_ships
 
-from test_labels import ship
-
-UTM = Affine(10.0, 0, 500_000.0, 0, -10.0, 4_800_000.0)
+from conftest import UTM, ring_is_ccw, ship
 
 
 def tiled_parts(hulls, width, height, tile_size, overlap):
@@ -154,11 +151,6 @@ def test_attributes_in_web_mercator_and_degrees_match_utm(crs):
 def ships_fixture(n=3):
     hulls = [hull_m(500_000.0 + 1000 * i, 4_790_000.0, 200.0, 30.0, 30.0 * i) for i in range(n)]
     return ship_table(gpd.GeoSeries(hulls, crs="EPSG:32631"), [0.9] * n, "scene", "model")
-
-
-def ring_is_ccw(ring) -> bool:
-    xy = np.asarray(ring)
-    return 0.5 * np.sum(xy[:-1, 0] * xy[1:, 1] - xy[1:, 0] * xy[:-1, 1]) > 0
 
 
 def test_geojson_is_rfc7946(tmp_path):
