@@ -36,13 +36,16 @@ FAST = dict(model_type="sam_tiny", batch_size=2, val_fraction=0.25, threads=1)
 
 @pytest.fixture(scope="session", autouse=True)
 def one_torch_thread():
-    """Detection, training and oneshot default to one torch thread per core this process may use
-    (``os.sched_getaffinity``). On a shared machine spinning OpenMP threads wait on each other and run many times
-    slower than one thread, so in tests the process counts as having one core. The thread count changes how fast,
-    never what, a computation gives; speed is measured in benchmarks/."""
+    """Torch computes on one thread in tests. On a shared machine spinning OpenMP threads wait on each other and run
+    many times slower than one thread. Detection, training and oneshot choose one thread per core this process may
+    use (``os.sched_getaffinity``), so here the process counts as having one core. The thread count changes how
+    fast, never what, a computation gives; speed is measured in benchmarks/."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
         yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -60,21 +60,21 @@ def test_merge_result_does_not_depend_on_the_grid():
             assert polygon_iou(a.geometry, b.geometry) > 0.95
 
 
-def test_the_running_count_is_the_final_count_whatever_the_order_parts_arrive_in():
+@pytest.mark.parametrize("seed", range(3))
+def test_the_running_count_is_the_final_count_whatever_the_order_parts_arrive_in(seed):
     hulls = [ship(128, 128, 120, 8, 20), ship(82, 40, 24, 6, 0), ship(200, 220, 30, 6, 100)]
     parts = tiled_parts(hulls, 256, 256, 64, 0)
     assert len(parts) > 3  # the long ship comes in pieces
     expected = merge_parts(parts, pixel_size=10.0)
-    for seed in range(3):
-        shuffled = [parts[k] for k in np.random.default_rng(seed).permutation(len(parts))]
-        merger = ShipMerger(10.0, cell=300.0)  # cells smaller than the long ship: it spans several
-        counts = []
-        for k in range(0, len(shuffled), 2):
-            merger.add(shuffled[k:k + 2])
-            counts.append(len(merger))
-        ships = merger.ships()
-        assert counts[-1] == len(ships) == 3
-        assert all(a.geometry.equals(b.geometry) for a, b in zip(ships, expected))
+    shuffled = [parts[k] for k in np.random.default_rng(seed).permutation(len(parts))]
+    merger = ShipMerger(10.0, cell=300.0)  # cells smaller than the long ship: it spans several
+    counts = []
+    for k in range(0, len(shuffled), 2):
+        merger.add(shuffled[k:k + 2])
+        counts.append(len(merger))
+    ships = merger.ships()
+    assert counts[-1] == len(ships) == 3
+    assert all(a.geometry.equals(b.geometry) for a, b in zip(ships, expected))
 
 
 def test_parts_of_one_user_prompt_are_one_ship_and_prompts_are_never_merged():
