@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
-from samgeo_ship.inference.detect import DEFAULT_MODEL
-from samgeo_ship.models.bundle import BundleCard, load_bundle, save_bundle
+from samgeo_ship.models.bundle import BundleCard, save_bundle
 from samgeo_ship.models.shipsam import ShipSam
+from samgeo_ship.models.zoo import load_model
 from samgeo_ship.synthetic import SynthSpec, make_scene
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -39,7 +39,7 @@ def default_model_at(work: Path, pixel_size_m: float, tile_size: int, overlap: i
     windows. Detection quality is not the point: the ships look 4x smaller to the model than in training."""
     path = work / f"default_{tile_size}_{overlap}.safetensors"
     if not path.exists():
-        net, card = load_bundle(DEFAULT_MODEL)
+        net, card = load_model()
         card = dataclasses.replace(card, pixel_size_m=pixel_size_m, tile_size=tile_size, overlap=overlap)
         save_bundle(net, card, path)
     return path

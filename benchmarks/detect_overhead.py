@@ -15,26 +15,25 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import bundle, save, scene  # noqa: E402
-from samgeo_ship.inference.detect import _torch_threads, detect_scene, load_model, open_scene, tile_grid  # noqa: E402
-from samgeo_ship.inference.predictor import TilePredictor  # noqa: E402
+from samgeo_ship import ShipDetector  # noqa: E402
+from samgeo_ship.inference.detector import _torch_threads  # noqa: E402
 
 
-def model_only(scene_path, model_path, batch_size) -> tuple[float, int]:
+def model_only(scene_path, detector: ShipDetector) -> tuple[float, int]:
     """Seconds of forward passes over the tiles detect would encode (tiles read beforehand, not timed)."""
-    net, card, _ = load_model(model_path, torch.device("cpu"))
-    with open_scene(scene_path, card) as s:
-        grid = tile_grid(s, card)
+    with detector.open(scene_path) as s:
+        grid = detector.grid(s)
         tiles = []
         for tile in grid:
             image, valid = s.read(tile.window)
             rs, cs = tile.core_slices()
             if valid[rs, cs].any():
                 tiles.append(image)
-    predictor = TilePredictor(net, card, "cpu")
+    batch_size = detector.batch_size
     with _torch_threads(torch.device("cpu")):
         start = time.perf_counter()
         for i in range(0, len(tiles), batch_size):
-            predictor.predict(np.stack(tiles[i:i + batch_size]))
+            detector.predictor.predict(np.stack(tiles[i:i + batch_size]))
         return time.perf_counter() - start, len(tiles)
 
 
@@ -45,11 +44,12 @@ def main():
     ap.add_argument("--work", type=Path, default=Path("/tmp/shipseg-bench"))
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    model, path = bundle(args.work), scene(args.size, args.work)
-    detect_scene(path, model, device="cpu", batch_size=args.batch_size)  # warm-up: page cache, torch kernels
-    forward_s, n_tiles = model_only(path, model, args.batch_size)
+    detector = ShipDetector(bundle(args.work), device="cpu", batch_size=args.batch_size)
+    path = scene(args.size, args.work)
+    detector.detect(path)  # warm-up: page cache, torch kernels
+    forward_s, n_tiles = model_only(path, detector)
     start = time.perf_counter()
-    ships = detect_scene(path, model, device="cpu", batch_size=args.batch_size)
+    ships = detector.detect(path)
     detect_s = time.perf_counter() - start
     save("detect_overhead", {"size_px": args.size, "tiles": n_tiles, "ships": len(ships), "forward_s": forward_s,
                              "detect_s": detect_s, "overhead_ratio": detect_s / forward_s,

@@ -10,7 +10,7 @@ scenes' 10 m pixels, overlap 16 (benchmarks/_common.default_model_at): each tile
 Sentinel-2-like 4-band uint16 with one ship per 40,000 px (benchmarks/_common.s2_scene, shared with
 prepare_memory.py).
 
-Each detect runs in a fresh process, so its peak RSS (ru_maxrss) is its own; the time is detect_scene alone
+Each detect runs in a fresh process, so its peak RSS (ru_maxrss) is its own; the time is ShipDetector.detect alone
 (imports, model loading excluded), as wall time and as CPU time: on a machine shared with other jobs only the CPU
 time is a fair test of linearity. Results: benchmarks/results/detect_scaling.json.
 """
@@ -28,16 +28,15 @@ PIXEL_M, TILE, OVERLAP = 10.0, 256, 16
 
 
 def detect(scene: Path, model: Path, cpus: int) -> dict:
-    """One detect_scene in a fresh process limited to ``cpus`` cores (detect uses one torch thread per core)."""
+    """One ShipDetector.detect in a fresh process limited to ``cpus`` cores (detect uses one torch thread per core)."""
     return measure(f"""
         import os
         os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:{cpus}])
-        from samgeo_ship.inference.detect import detect_scene, load_model
-        model = load_model({str(model)!r}, __import__("torch").device("cpu"))[:2]
+        from samgeo_ship import ShipDetector
+        detector = ShipDetector({str(model)!r}, device="cpu", batch_size=4)
         tiles = []
         t0, c0 = time.perf_counter(), time.process_time()
-        ships = detect_scene({str(scene)!r}, model, device="cpu", batch_size=4,
-                             progress=lambda done, total, n: tiles.append(total))
+        ships = detector.detect({str(scene)!r}, progress=lambda done, total, n: tiles.append(total))
         print("@@" + json.dumps({{"ships": len(ships), "tiles": tiles[-1]}}))
     """)
 

@@ -54,7 +54,8 @@ from samgeo_ship import metrics  # noqa: E402
 from samgeo_ship.atomic import atomic_dir, atomic_file  # noqa: E402
 from samgeo_ship.dataset import prepare_dataset  # noqa: E402
 from samgeo_ship.errors import ShipsegError  # noqa: E402
-from samgeo_ship.inference.evaluate import calibrate, score_scene  # noqa: E402
+from samgeo_ship.inference.calibrate import calibrate  # noqa: E402
+from samgeo_ship.inference.evaluate import score_scene  # noqa: E402
 from samgeo_ship.raster import Scene, parse_bands  # noqa: E402
 from samgeo_ship.synthetic import SynthSpec, make_scene  # noqa: E402
 from samgeo_ship.training import TrainConfig, train  # noqa: E402

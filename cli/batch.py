@@ -1,24 +1,25 @@
 """`shipseg batch`: detect ships in every scene of an archive, resumably, locally or on a Dask cluster."""
 
-import json
 import sys
 
 import click
-from tqdm import tqdm
 
-from samgeo_ship.batch import DEFAULT_BUNDLE, MANIFEST, MERGED, run_batch
+from samgeo_ship.batch import MANIFEST, MERGED, run_batch
+from samgeo_ship.vector.writers import FORMATS
+
+from .progress import MODES, progress
 
 
 @click.command("batch")
 @click.argument("source", metavar="INPUT", type=click.Path())
 @click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False),
               help="Folder for the per-scene outputs, ships.parquet and manifest.json.")
-@click.option("-m", "--model", default=str(DEFAULT_BUNDLE), show_default=True, type=click.Path(dir_okay=False),
+@click.option("-m", "--model", default=None, show_default="the bundled default model", type=click.Path(dir_okay=False),
               help="Model bundle (.safetensors).")
 @click.option("--glob", "pattern", default="*.tif", show_default=True, help="Files to take from an INPUT folder "
               "(searched recursively).")
 @click.option("--asset", default=None, help="STAC asset key to read (default: the asset with role 'data').")
-@click.option("--format", "fmt", type=click.Choice(["geojson", "gpkg", "parquet"]), default="geojson",
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="geojson",
               show_default=True, help="Per-scene output format.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
               help="Local worker processes (1: in this process).")
@@ -27,10 +28,10 @@ from samgeo_ship.batch import DEFAULT_BUNDLE, MANIFEST, MERGED, run_batch
 @click.option("--retries", default=2, show_default=True, type=click.IntRange(min=0),
               help="Extra attempts for a scene whose worker died.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--progress", "progress_mode", type=click.Choice(["bar", "json", "none"]), default="bar",
+@click.option("--progress", "progress_mode", type=click.Choice(MODES), default="bar",
               show_default=True, help="json: one JSON object per line on stdout, per scene and at the end.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-@click.option("--detector", default=None, hidden=True, help="module:function used instead of detect_scene.")
+@click.option("--detector", default=None, hidden=True, help="module:function used instead of shipseg's detection.")
 def batch(source, outdir, model, pattern, asset, fmt, workers, scheduler, retries, device, progress_mode, quiet,
           detector):
     """Find ships in every scene of INPUT: a folder, a text file of paths (one per line) or a STAC Item /
@@ -41,35 +42,24 @@ def batch(source, outdir, model, pattern, asset, fmt, workers, scheduler, retrie
 
     Example: shipseg batch archive/ -o ships/ --workers 4
     """
-    bar = None
-    if quiet or progress_mode == "none":
-        report = None
-    elif progress_mode == "json":
+    mode = "none" if quiet and progress_mode == "bar" else progress_mode
+    with progress(mode, "scenes") as reporter:
         def report(state):
-            print(json.dumps({"event": "progress", **state}), flush=True)
-    else:
-        bar = tqdm(unit=" scenes", dynamic_ncols=True, leave=False)
-
-        def report(state):
-            bar.total = state["total"]
-            bar.n = state["done"] + state["failed"] + state["skipped"]
-            bar.set_postfix(failed=state["failed"], left=state["left"], ships=state["ships"], refresh=False)
-            bar.refresh()
-    try:
-        summary = run_batch(source, outdir, model=model, fmt=fmt, glob=pattern, asset=asset, workers=workers,
-                            scheduler=scheduler, retries=retries, device=device, detector=detector, progress=report)
-    except KeyboardInterrupt:
-        click.echo(f"Interrupted: finished scenes are recorded in {outdir}/{MANIFEST}; run the same command again "
-                   f"to resume.", err=True)
-        sys.exit(130)
-    finally:
-        if bar is not None:
-            bar.close()
-    if progress_mode == "json":
-        print(json.dumps({"event": "done", "done": summary.done, "already_done": summary.already_done,
-                          "failed": summary.failed, "skipped": summary.skipped, "ships": summary.ships,
-                          "merged": str(summary.outdir / MERGED), "seconds": round(summary.seconds, 2)}),
-              flush=True)
+            reporter.show(state["done"] + state["failed"] + state["skipped"], state["total"], failed=state["failed"],
+                          left=state["left"], ships=state["ships"])
+            reporter.emit("progress", **state)
+        try:
+            summary = run_batch(source, outdir, model=model, fmt=fmt, glob=pattern, asset=asset, workers=workers,
+                                scheduler=scheduler, retries=retries, device=device, detector=detector,
+                                progress=None if quiet else report)
+        except KeyboardInterrupt:
+            click.echo(f"Interrupted: finished scenes are recorded in {outdir}/{MANIFEST}; run the same command "
+                       "again to resume.", err=True)
+            sys.exit(130)
+        reporter.emit("done", done=summary.done, already_done=summary.already_done, failed=summary.failed,
+                      skipped=summary.skipped, ships=summary.ships, merged=str(summary.outdir / MERGED),
+                      seconds=round(summary.seconds, 2))
+    if mode == "json":
         sys.exit(1 if summary.failed else 0)
     rows = [("done", len(summary.done) + len(summary.already_done),
              f"{len(summary.already_done)} from earlier runs" if summary.already_done else ""),

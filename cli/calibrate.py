@@ -2,10 +2,11 @@
 
 import click
 
-from cli.detect import one_line_warnings, progress_reporter
+from samgeo_ship import calibrate as run_calibration
 from samgeo_ship.errors import fail
-from samgeo_ship.inference.evaluate import calibrate as run_calibration
-from samgeo_ship.raster import parse_bands
+
+from .detect import one_line_warnings
+from .progress import progress, tile_progress
 
 
 @click.command("calibrate")
@@ -34,9 +35,9 @@ def calibrate(model, scene, truth, more, bands, contrast_band, dry_run, batch_si
     """
     if len(more) % 2:
         raise fail(more[-1], "scenes and truths come in pairs (SCENE TRUTH): no truth file follows this scene")
-    with one_line_warnings(), progress_reporter("none" if quiet else "bar") as update:
-        result = run_calibration(model, scene, truth, bands=parse_bands(bands), batch_size=batch_size, device=device,
-                                 progress=update, write=not dry_run,
+    with one_line_warnings(), progress("none" if quiet else "bar", "tiles") as reporter:
+        result = run_calibration(model, scene, truth, bands=bands, batch_size=batch_size, device=device,
+                                 progress=tile_progress(reporter), write=not dry_run,
                                  more=list(zip(more[::2], more[1::2])), contrast_band=contrast_band)
     click.echo(result.table())
     if result.found_none:

@@ -1,20 +1,17 @@
 """`shipseg detect`: a scene -> ship polygons (GeoJSON by default), with progress for people or for the QGIS plugin."""
 
 import contextlib
-import json
-import sys
 import warnings
 from pathlib import Path
 
 import click
-from tqdm import tqdm
 
-from samgeo_ship.errors import NoValidPixels, ShipsegError
-from samgeo_ship.inference.detect import DEFAULT_MODEL, detect_scene, open_scene
-from samgeo_ship.models.bundle import read_card
-from samgeo_ship.raster import parse_bands
+from samgeo_ship import ShipDetector, ShipsegError
+from samgeo_ship.errors import NoValidPixels
 from samgeo_ship.vector.preview import SHIP_COLOUR, render_preview
 from samgeo_ship.vector.writers import check_output, write_ships
+
+from .progress import MODES, progress, tile_progress
 
 
 @contextlib.contextmanager
@@ -26,41 +23,19 @@ def one_line_warnings():
         yield
 
 
-@contextlib.contextmanager
-def progress_reporter(mode: str):
-    """Yield ``update(tiles_done, tiles_total, ships)``: a tqdm bar (tiles, ships, time left) on stderr, one JSON
-    object per line on stdout, or nothing."""
-    if mode == "json":
-        def update(done, total, ships):
-            print(json.dumps({"event": "progress", "tiles_done": done, "tiles_total": total, "ships": ships}),
-                  flush=True)
-        yield update
-        return
-    if mode == "none":
-        yield lambda done, total, ships: None
-        return
-    bar = tqdm(unit=" tiles", dynamic_ncols=True, leave=False, file=sys.stderr)
-
-    def update(done, total, ships):
-        bar.total = total
-        bar.n = done
-        bar.set_postfix(ships=ships, refresh=False)
-        bar.refresh()
-
+def detect_with_preview(detector: ShipDetector, scene: Path, preview: Path | None, **run):
+    """Detect, and draw the quick-look PNG from the same open scene (opened and normalised once). A scene with no
+    valid pixels has nothing to show (detect warns), so it gets no preview."""
+    if preview is None:
+        return detector.detect(scene, **run)
     try:
-        yield update
-    finally:
-        bar.close()
-
-
-def write_preview(scene, model, bands, ships, preview: Path) -> None:
-    """The quick-look PNG; a scene with no valid pixels has nothing to show (detect already warned)."""
-    try:
-        opened = open_scene(scene, read_card(model), parse_bands(bands))
+        opened = detector.open(scene)
     except NoValidPixels:
-        return
+        return detector.detect(scene, **run)
     with opened:
+        ships = detector.detect(opened, **run)
         render_preview(opened, [(ships.geometry.values, SHIP_COLOUR)], preview)
+    return ships
 
 
 def output_path(scene: Path, output) -> Path:
@@ -74,7 +49,7 @@ def output_path(scene: Path, output) -> Path:
 
 @click.command("detect")
 @click.argument("scene", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-m", "--model", default=str(DEFAULT_MODEL), show_default="the bundled default model",
+@click.option("-m", "--model", default=None, show_default="the bundled default model",
               type=click.Path(dir_okay=False), help="Model bundle (.safetensors) made by `shipseg train`.")
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Output .geojson (WGS84), .gpkg, .fgb or .parquet (scene CRS), or a folder "
@@ -90,7 +65,7 @@ def output_path(scene: Path, output) -> Path:
 @click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1), help="Tiles encoded at once.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--preview", type=click.Path(dir_okay=False, path_type=Path), help="Also write a quick-look PNG.")
-@click.option("--progress", "progress_mode", type=click.Choice(["bar", "json", "none"]), default="bar",
+@click.option("--progress", "progress_mode", type=click.Choice(MODES), default="bar",
               show_default=True, help="json: one JSON object per line on stdout (for the QGIS plugin).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
 def detect(scene, model, output, bands, boxes, points, tile_size, overlap, batch_size, device, preview, progress_mode,
@@ -102,22 +77,20 @@ def detect(scene, model, output, bands, boxes, points, tile_size, overlap, batch
     if quiet and progress_mode == "bar":
         progress_mode = "none"
     out = output_path(scene, output)
-    try:
-        check_output(out)
-        if preview is not None and preview.suffix.lower() != ".png":
-            raise ShipsegError(f"{preview}: the preview is written as PNG; name it *.png")
-        with one_line_warnings(), progress_reporter(progress_mode) as update:
-            ships = detect_scene(scene, model, bands=parse_bands(bands), boxes=boxes, points=points,
-                                 batch_size=batch_size, device=device, progress=update, tile_size=tile_size,
-                                 overlap=overlap)
-        write_ships(ships, out)
-        if preview is not None:
-            write_preview(scene, model, bands, ships, preview)
-    except ShipsegError as exc:
-        if progress_mode == "json":  # the plugin reads stdout only; the group still prints the line on stderr
-            print(json.dumps({"event": "error", "message": str(exc)}), flush=True)
-        raise
-    if progress_mode == "json":
-        print(json.dumps({"event": "done", "output": str(out), "ships": len(ships)}), flush=True)
-    elif not quiet:
+    with progress(progress_mode, "tiles") as reporter:
+        try:
+            check_output(out)
+            if preview is not None and preview.suffix.lower() != ".png":
+                raise ShipsegError(f"{preview}: the preview is written as PNG; name it *.png")
+            with one_line_warnings():
+                detector = ShipDetector(model, device=device, bands=bands, tile_size=tile_size, overlap=overlap,
+                                        batch_size=batch_size)
+                ships = detect_with_preview(detector, scene, preview, boxes=boxes, points=points,
+                                            progress=tile_progress(reporter))
+            write_ships(ships, out)
+        except ShipsegError as exc:
+            reporter.emit("error", message=str(exc))  # the plugin reads stdout only; stderr gets the line too
+            raise
+        reporter.emit("done", output=str(out), ships=len(ships))
+    if progress_mode != "json" and not quiet:
         click.echo(f"{out}: {len(ships)} ships")

@@ -5,10 +5,11 @@ from pathlib import Path
 
 import click
 
-from cli.detect import one_line_warnings, progress_reporter
+from samgeo_ship import evaluate as evaluate_scene
 from samgeo_ship.atomic import atomic_file
-from samgeo_ship.inference.evaluate import evaluate_scene
-from samgeo_ship.raster import parse_bands
+
+from .detect import one_line_warnings
+from .progress import progress, tile_progress
 
 
 @click.command("evaluate")
@@ -28,9 +29,9 @@ def evaluate(model, scene, truth, bands, json_path, figure, batch_size, device, 
 
     Example: shipseg evaluate ships.safetensors scene.tif truth.geojson --json scores.json --figure scores.png
     """
-    with one_line_warnings(), progress_reporter("none" if quiet else "bar") as update:
-        result = evaluate_scene(model, scene, truth, bands=parse_bands(bands), batch_size=batch_size, device=device,
-                                progress=update, figure=figure)
+    with one_line_warnings(), progress("none" if quiet else "bar", "tiles") as reporter:
+        result = evaluate_scene(model, scene, truth, bands=bands, batch_size=batch_size, device=device,
+                                progress=tile_progress(reporter), figure=figure)
     if json_path is not None:
         with atomic_file(json_path) as tmp:
             Path(tmp).write_text(json.dumps(result.to_dict(), indent=1))

@@ -4,17 +4,17 @@ import click
 
 from samgeo_ship import __version__
 
-from cli import batch as batch_cmd
-from cli import calibrate as calibrate_cmd
-from cli import detect as detect_cmd
-from cli import evaluate as evaluate_cmd
-from cli import info as info_cmd
-from cli import oneshot as oneshot_cmd
-from cli import prepare as prepare_cmd
-from cli import synth as synth_cmd
-from cli import train as train_cmd
-from cli import weights as weights_cmd
-from cli.group import ShipsegGroup
+from . import batch as batch_cmd
+from . import calibrate as calibrate_cmd
+from . import detect as detect_cmd
+from . import evaluate as evaluate_cmd
+from . import info as info_cmd
+from . import oneshot as oneshot_cmd
+from . import prepare as prepare_cmd
+from . import synth as synth_cmd
+from . import train as train_cmd
+from . import weights as weights_cmd
+from .group import ShipsegGroup
 
 
 @click.group(cls=ShipsegGroup, context_settings={"help_option_names": ["-h", "--help"]})

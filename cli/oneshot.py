@@ -12,7 +12,7 @@ from samgeo_ship.raster import parse_bands
 @click.argument("scene", type=click.Path(dir_okay=False))
 @click.argument("labels", type=click.Path(dir_okay=False))
 @click.option("-m", "--model", "base", required=True, type=click.Path(dir_okay=False),
-              help="The ShipSam bundle to personalise (e.g. samgeo_ship/data/default.safetensors).")
+              help="The ShipSam bundle to personalise (e.g. default, the bundled model).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Bundle to write.")
 @click.option("--max-ships", default=None, type=click.IntRange(min=1),
               help="Use only the first N ships of LABELS [all].")
@@ -33,7 +33,7 @@ def oneshot(ctx, scene, labels, base, output, max_ships, bands, threshold, outpu
     pooled from each reference ship and the weights mixing the mask decoder's outputs are fitted. Detect with the
     written bundle as with any other (shipseg detect SCENE -m OUTPUT).
 
-    Example: shipseg oneshot scene.tif one_ship.geojson -m samgeo_ship/data/default.safetensors -o mine.safetensors
+    Example: shipseg oneshot scene.tif one_ship.geojson -m default -o mine.safetensors
     """
     result = personalise(scene, labels, base, output, bands=parse_bands(bands), max_ships=max_ships, steps=steps,
                          lr=lr, threshold=threshold, outputs=outputs, device=device, threads=threads,

@@ -2,8 +2,9 @@
 
 import click
 
-from cli.progress import progress_bar
-from samgeo_ship.dataset import prepare_dataset
+from samgeo_ship import prepare_dataset
+
+from .progress import progress
 
 
 @click.command("prepare")
@@ -25,9 +26,9 @@ def prepare(scene, labels, output, bands, tile_size, overlap, labelled_area, ove
 
     Example: shipseg prepare scene.tif ships.geojson -o dataset/ --bands B04,B03,B02
     """
-    with progress_bar("tiles", quiet) as update:
+    with progress("none" if quiet else "bar", "tiles") as reporter:
         summary = prepare_dataset(scene, labels, output, bands=bands, tile_size=tile_size, overlap=overlap,
-                                  overwrite=overwrite, progress=update, labelled_area=labelled_area)
+                                  overwrite=overwrite, progress=reporter.show, labelled_area=labelled_area)
     dropped = ", ".join(f"{n} {reason}" for reason, n in summary.dropped.items()) or "none"
     area = f", {summary.tiles_outside_area} outside the labelled area" if labelled_area else ""
     click.echo(f"{output}: {summary.tiles} tiles ({summary.tiles_skipped_nodata} skipped as nodata{area}), "

@@ -4,7 +4,7 @@ import sys
 
 import click
 
-from cli.group import ShipsegGroup
+from .group import ShipsegGroup
 from samgeo_ship.models import weights as W
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 
 def _temp_name(target: Path) -> Path:
-    return target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    # The suffix stays last: GDAL picks a driver's layout by it (FlatGeobuf writes a folder for a name without .fgb).
+    return target.with_name(f".{target.stem}.tmp-{os.getpid()}{target.suffix}")
 
 
 @contextlib.contextmanager

@@ -14,11 +14,11 @@ from rasterio.enums import Resampling
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window, from_bounds
 
-from samgeo_ship.errors import NoValidPixels, fail
+from samgeo_ship.errors import NoSuchBand, NoValidPixels, fail
 
 # GDAL's block cache defaults to 5% of RAM; a bounded cache keeps memory independent of scene size.
-# GDAL_CACHEMAX in bytes: rasterio hands an int to GDALSetCacheMax64, so a bare 64 meant 64 bytes, no block cache at
-# all, and a decimated read of a 2000 px scene took two minutes decoding each block once per output row.
+# GDAL_CACHEMAX in bytes: rasterio hands an int to GDALSetCacheMax64, so a bare 64 would mean 64 bytes, no block
+# cache at all, and a decimated read would decode each block once per output row.
 GDAL_ENV = {"GDAL_CACHEMAX": 64 * 2**20, "GDAL_NUM_THREADS": "ALL_CPUS"}
 # Long side of the decimated read used for scene statistics, in pixels.
 STATS_MAX_SIDE = 1024
@@ -123,25 +123,11 @@ class Scene:
     def name(self) -> str:
         return self.path.stem
 
-    @property
-    def width(self) -> int:
-        return self._src.width
-
-    @property
-    def height(self) -> int:
-        return self._src.height
-
-    @property
-    def crs(self):
-        return self._src.crs
-
-    @property
-    def transform(self) -> Affine:
-        return self._src.transform
-
-    @property
-    def bounds(self):
-        return self._src.bounds
+    width = property(lambda self: self._src.width, doc="Columns, in pixels.")
+    height = property(lambda self: self._src.height, doc="Rows, in pixels.")
+    crs = property(lambda self: self._src.crs, doc="The raster's CRS (None when it has none; see require_crs).")
+    transform = property(lambda self: self._src.transform, doc="Affine from pixel (col, row) to CRS (x, y).")
+    bounds = property(lambda self: self._src.bounds, doc="(left, bottom, right, top) in the CRS.")
 
     @property
     def dtype(self) -> str:
@@ -169,6 +155,11 @@ class Scene:
         dy = _GEOD.inv(lons[0], lats[0], lons[2], lats[2])[2]
         return (dx + dy) / 2
 
+    @property
+    def has_band_names(self) -> bool:
+        """Whether any band of the file carries a description (a name such as B04 or red)."""
+        return any(self._src.descriptions)
+
     def require_crs(self):
         if self.crs is None:
             raise fail(self.path, "the raster has no CRS (georeference it, e.g. with gdal_edit.py -a_srs)")
@@ -181,15 +172,22 @@ class Scene:
             self._normalisation = self.compute_normalisation()
         return self._normalisation
 
+    def use_normalisation(self, normalisation: Normalisation) -> None:
+        """Stretch every later read with ``normalisation`` (one value per selected band)."""
+        if len(normalisation.low) != len(self.band_indexes):
+            raise fail(self.path, f"the normalisation has {len(normalisation.low)} bands but "
+                                  f"{len(self.band_indexes)} were selected")
+        self._normalisation = normalisation
+
     def compute_normalisation(self, percentiles=(1.0, 99.0), max_side: int = STATS_MAX_SIDE) -> Normalisation:
         """Percentile stretch of the valid pixels of a decimated view of the scene (about ``max_side`` px a side).
 
         A small scene, or one with overviews, is read whole at reduced resolution. A large one without overviews
         is sampled as an even grid of ``SAMPLE_WINDOW`` px windows instead: a decimated read of the whole file
         would decode every compressed block once per output row (GDAL's bounded block cache cannot hold a row of
-        blocks), which took over ten minutes on a 20000 x 20000 px scene."""
+        blocks), which is slow on large scenes."""
         if self.width * self.height <= SMALL_SCENE_PX or self._src.overviews(self.band_indexes[0]):
-            data, valid = self._decimated(max_side)
+            data, valid = self.decimated(max_side)
         else:
             data, valid = self._sampled(max_side)
         lows, highs = [], []
@@ -203,7 +201,9 @@ class Scene:
             highs.append(float(hi) if hi > lo else float(lo) + 1.0)
         return Normalisation(tuple(lows), tuple(highs), tuple(percentiles))
 
-    def _decimated(self, max_side: int) -> tuple[np.ndarray, np.ndarray]:
+    def decimated(self, max_side: int) -> tuple[np.ndarray, np.ndarray]:
+        """The whole scene read at reduced resolution (long side about ``max_side`` px, nearest neighbour): (C, h, w)
+        raw values of the selected bands and the (h, w) valid mask."""
         scale = max(1.0, max(self.width, self.height) / max_side)
         shape = (max(1, round(self.height / scale)), max(1, round(self.width / scale)))
         data = self._src.read(self.band_indexes, out_shape=(len(self.band_indexes), *shape),
@@ -253,10 +253,6 @@ class Scene:
         out[:, ~valid] = 0.0
         return out, valid
 
-    def read_valid(self, window: Window) -> np.ndarray:
-        """(h, w) bool mask of valid pixels in a window, without reading band values where the format allows."""
-        return self.read_raw(window)[1]
-
 
 def window_around(bounds, transform: Affine, margin: int = 1) -> Window:
     """The whole-pixel window covering ``bounds`` (``xmin, ymin, xmax, ymax`` in the CRS of ``transform``) with
@@ -280,13 +276,13 @@ def _select_bands(path: Path, src, bands: list | None) -> list[int]:
     for band in bands:
         if isinstance(band, int):
             if not 1 <= band <= src.count:
-                raise fail(path, f"has {src.count} bands; band {band} does not exist")
+                raise NoSuchBand(f"{path}: has {src.count} bands; band {band} does not exist")
             indexes.append(band)
         else:
             band = _alias(band, names)
             if band.lower() not in names:
                 known = ", ".join(d for d in src.descriptions if d) or "none (use band numbers 1..N)"
-                raise fail(path, f"has no band named {band!r}; band names are: {known}")
+                raise NoSuchBand(f"{path}: has no band named {band!r}; band names are: {known}")
             indexes.append(names.index(band.lower()) + 1)
     return indexes
 

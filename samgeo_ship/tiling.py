@@ -90,9 +90,3 @@ class TileGrid:
         window = Window(col * cs - self.overlap, row * cs - self.overlap, self.tile_size, self.tile_size)
         return Tile(row, col, window, core, self.transform @ Affine.translation(window.col_off, window.row_off))
 
-    def tiles(self, scene=None) -> Iterator[Tile]:
-        """Tiles in row-major order; with a ``scene``, tiles whose core is entirely nodata are skipped."""
-        for tile in self:
-            if scene is None or scene.read_valid(tile.core).any():
-                yield tile
-

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from rasterio.features import rasterize
 from shapely import affinity
 
-from cli.main import cli
+from shipseg_cli.main import cli
 from samgeo_ship.dataset import prepare_dataset
 from samgeo_ship.models.bundle import BundleCard, save_bundle
 from samgeo_ship.models.shipsam import ShipSam

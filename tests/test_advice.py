@@ -6,8 +6,8 @@ import torch
 from click.testing import CliRunner
 from safetensors import safe_open
 
-from cli.main import cli
-from samgeo_ship.inference.detect import DEFAULT_MODEL
+from shipseg_cli.main import cli
+from samgeo_ship.models.zoo import default_model
 from samgeo_ship.models.bundle import load_bundle, read_card, save_bundle
 from samgeo_ship.oneshot.model import OneShotSam
 from samgeo_ship.training import TrainConfig
@@ -16,6 +16,7 @@ from samgeo_ship.training.data import open_dataset
 
 from conftest import ship_dataset
 
+DEFAULT_MODEL = default_model()
 BASE = str(DEFAULT_MODEL)
 
 

@@ -17,7 +17,7 @@ import rasterio
 from click.testing import CliRunner
 from rasterio.features import shapes
 
-from cli.main import cli
+from shipseg_cli.main import cli
 from samgeo_ship.batch import MANIFEST, MERGED, discover_scenes, process_scene, run_batch
 from samgeo_ship.batch.inputs import SceneRef
 from samgeo_ship.errors import ShipsegError, fail
@@ -126,7 +126,7 @@ def test_merged_parquet_holds_exactly_the_scene_outputs(archive, tmp_path):
 
 def test_sigkill_mid_batch_then_resume(archive, tiny_bundle, reference, tmp_path):
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "cli.main", "batch", str(archive), "-o", str(out), "-m", str(tiny_bundle),
+    cmd = [sys.executable, "-m", "shipseg_cli.main", "batch", str(archive), "-o", str(out), "-m", str(tiny_bundle),
            "--device", "cpu", "--progress", "json"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)

@@ -11,7 +11,7 @@ import torch
 from click.testing import CliRunner
 from safetensors import safe_open
 
-from cli.main import cli
+from shipseg_cli.main import cli
 from samgeo_ship.errors import ShipsegError
 from samgeo_ship.models.bundle import BundleCard, load_bundle, save_bundle
 from samgeo_ship.models.prompter import Prompter

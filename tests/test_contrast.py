@@ -10,12 +10,16 @@ from rasterio.features import rasterize
 from shapely.geometry import box
 
 from samgeo_ship.inference.contrast import keep, ring_contrast
-from samgeo_ship.inference.detect import DEFAULT_MODEL, DetectWarning, detect_scene, load_model
-from samgeo_ship.inference.evaluate import calibrate
+from samgeo_ship import detect as detect_scene, load_model
+from samgeo_ship.inference.detector import DetectWarning
+from samgeo_ship.models.zoo import default_model
+from samgeo_ship import calibrate
 from samgeo_ship.models.bundle import read_card
 from samgeo_ship.raster import Scene
 
 from conftest import PX, SMALL_HULLS, UTM, in_crs, run_cli, write_raster, write_truth
+
+DEFAULT_MODEL = default_model()
 
 T = Affine(10, 0, 500000, 0, -10, 4000000)  # 10 m pixels, UTM
 
@@ -48,7 +52,7 @@ def four_band_harbour(path, dark_in_nir: int):
 
 def test_detect_drops_ships_below_the_models_least_contrast(tmp_path, small_harbour):
     scene = four_band_harbour(tmp_path / "s2.tif", dark_in_nir=2)
-    net, card, _ = load_model(DEFAULT_MODEL, "cpu")
+    net, card = load_model(DEFAULT_MODEL, "cpu")
     plain = detect_scene(scene, (net, card), device="cpu")
     tested = detect_scene(scene, (net, dataclasses.replace(card, contrast={"band": "B08", "min": 1000.0})),
                           device="cpu")

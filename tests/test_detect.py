@@ -8,15 +8,19 @@ import shapely
 from affine import Affine
 from PIL import Image
 
+from samgeo_ship import ShipDetector, calibrate, detect as detect_scene, evaluate as evaluate_scene
 from samgeo_ship.errors import ShipsegError
-from samgeo_ship.inference.detect import DEFAULT_MODEL, DetectWarning, _polygon, detect_scene, tile_grid
-from samgeo_ship.inference.evaluate import calibrate, evaluate_scene
-from samgeo_ship.models.bundle import BundleCard, read_card
+from samgeo_ship.inference.detector import DetectWarning
+from samgeo_ship.models.bundle import read_card
+from samgeo_ship.models.zoo import default_model
 from samgeo_ship.raster import Scene
+from samgeo_ship.vector.parts import mask_polygon as _polygon
 from samgeo_ship.vector.writers import write_ships
 
 from conftest import (BANDS, HULLS, PX, SMALL_HULLS, UTM, in_crs, ring_is_ccw, run_cli, ship, write_harbour,
                       write_raster, write_truth)
+
+DEFAULT_MODEL = default_model()
 
 
 def test_detect_writes_valid_geojson_and_json_progress(tmp_path, tiny_bundle, harbour):
@@ -60,7 +64,7 @@ def test_detect_scene_in_degrees_scales_tiles_to_the_training_footprint(tmp_path
     t = Affine(0.00006, 0, 5.3, 0, -0.000045, 43.3)
     path = write_harbour(tmp_path / "deg.tif", size=300, transform=t, crs="EPSG:4326")
     with Scene.open(path) as s:
-        grid = tile_grid(s, BundleCard("sam_tiny", BANDS, 10.0, 128, 16))
+        grid = ShipDetector(tiny_bundle, device="cpu").grid(s)
         assert 0.8 * 256 < grid.tile_size < 1.2 * 256 and grid.overlap == round(16 * 10 / s.ground_pixel_size_m)
     ships = detect_scene(path, tiny_bundle, device="cpu")
     assert ships.crs.to_epsg() == 4326

@@ -11,15 +11,18 @@ from affine import Affine
 from click.testing import CliRunner
 from pyproj import CRS
 
-import samgeo_ship.inference.detect as detect_module
-from cli.main import cli
-from samgeo_ship.inference.detect import DEFAULT_MODEL, detect_scene
+import samgeo_ship.inference.detector as detect_module
+from shipseg_cli.main import cli
+from samgeo_ship import detect as detect_scene
+from samgeo_ship.models.zoo import default_model
 from samgeo_ship.inference.prompts import assign_prompts
 from samgeo_ship.metrics import polygon_iou
 from samgeo_ship.models.bundle import read_card
 from samgeo_ship.synthetic import SceneTruth, Ship, SynthSpec, write_raster
 from samgeo_ship.synthetic_scene import hull_outline
 from samgeo_ship.tiling import TileGrid
+
+DEFAULT_MODEL = default_model()
 
 # (tile size, overlap) in model pixels, the first the default model's own; all have 48 px cores, so the seams lie at
 # 48 and 96 px in every run. The seam ships span ~26 and ~18 px across their seams: the 8 px halo cuts both (each tile

@@ -11,7 +11,7 @@ from affine import Affine
 from rasterio.features import rasterize
 from safetensors import safe_open
 
-from samgeo_ship.inference.detect import DEFAULT_MODEL
+from samgeo_ship.models.zoo import default_model
 from samgeo_ship.metrics import match
 from samgeo_ship.models import weights
 from samgeo_ship.models.bundle import load_bundle, read_card
@@ -21,6 +21,8 @@ from samgeo_ship.oneshot.persam import choose_threshold, fit_mix
 from samgeo_ship.oneshot.propose import find_peaks, select, suppress
 
 from conftest import UTM, run_cli, ship, write_raster
+
+DEFAULT_MODEL = default_model()
 
 SIZE = 126  # with the default model's 64 px / 8.8 m tiles: 56 px windows, 42 px cores, 3 x 3 tiles
 HULLS = [ship(32, 36, 30, 6, 20), ship(92, 88, 34, 7, 110)]  # in two different tiles

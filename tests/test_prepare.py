@@ -7,7 +7,7 @@ import pytest
 import rasterio
 from click.testing import CliRunner
 
-from cli.main import cli
+from shipseg_cli.main import cli
 from samgeo_ship.dataset import prepare_dataset
 
 from conftest import SCENES, coco_file, ship, write_raster

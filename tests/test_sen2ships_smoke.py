@@ -20,7 +20,8 @@ from rasterio.windows import Window
 
 from samgeo_ship import metrics
 from samgeo_ship.dataset import prepare_dataset
-from samgeo_ship.inference.evaluate import calibrate, score_scene
+from samgeo_ship.inference.calibrate import calibrate
+from samgeo_ship.inference.evaluate import score_scene
 from samgeo_ship.labels import load_labels
 from samgeo_ship.raster import Scene
 from samgeo_ship.training import TrainConfig, train

@@ -167,7 +167,7 @@ def test_tiny_scene_writes_and_too_many_ships_is_a_clear_error(tmp_path):
 
 
 def test_cli_writes_scene_and_truth(tmp_path):
-    from cli.main import cli
+    from shipseg_cli.main import cli
     out = tmp_path / "scene.tif"
     result = CliRunner().invoke(cli, ["synth", str(out), "--size", "200x150", "--ships", "5", "--bands", "rgb8"])
     assert result.exit_code == 0, result.output
@@ -178,7 +178,7 @@ def test_cli_writes_scene_and_truth(tmp_path):
 
 @pytest.mark.parametrize("args", [["--size", "200by150"], ["--crs", "EPSG:999999"], []])
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, args):
-    from cli.main import cli
+    from shipseg_cli.main import cli
     out = tmp_path / "scene.tif"
     if not args:  # an existing output without --overwrite
         out.write_bytes(b"keep me")

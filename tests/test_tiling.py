@@ -38,18 +38,6 @@ def test_tile_transform_places_tile_pixels_in_the_scene():
     assert t.transform @ (7, 3) == scene_tf @ (62, 28)
 
 
-def test_nodata_tiles_are_skipped(tmp_path):
-    data = np.full((1, 100, 100), 7, np.uint8)
-    data[:, :, :60] = 0  # the western 60 columns are nodata
-    path = write_raster(tmp_path / "half.tif", data, nodata=0)
-    with Scene.open(path) as scene:
-        grid = TileGrid.for_scene(scene, 32, overlap_px=4)
-        kept = list(grid.tiles(scene))
-    assert len(kept) < len(grid)
-    assert all(t.core.col_off + t.core.width > 60 for t in kept)
-    assert {t.col for t in kept} == {2, 3, 4}  # cores 48-72, 72-96, 96-100
-
-
 def test_overlap_in_metres(tmp_path):
     path = write_raster(tmp_path / "utm.tif", np.ones((1, 50, 50), np.uint8))  # 10 m pixels
     with Scene.open(path) as scene:

@@ -10,11 +10,13 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from cli.main import cli
+from shipseg_cli.main import cli
 from samgeo_ship.models.shipsam import ShipSam, filled_boxes
 from samgeo_ship.training import TrainConfig, train
 from samgeo_ship.errors import ShipsegError
-from samgeo_ship.training.trainer import _epoch_order, batch_loss, lr_factor, negative_share
+from samgeo_ship.training.trainer import lr_factor
+from samgeo_ship.training.batch import batch_loss
+from samgeo_ship.training.sampler import EpochSampler, negative_share
 from samgeo_ship.training.augment import VARIANTS, apply_variant, variant_boxes
 from samgeo_ship.training.cache import embedding_key, encoder_sha256
 from samgeo_ship.models.bundle import load_bundle
@@ -153,7 +155,7 @@ def test_a_negative_ratio_draws_that_many_shipless_tiles_per_ship_tile_afresh_ea
     positive = np.array([True] * 3 + [False] * 100)
     share = negative_share(positive, 1.0, 10)
     assert share == pytest.approx(0.3)
-    orders = [_epoch_order(np.random.default_rng([0, epoch]), positive, share) for epoch in (1, 2)]
+    orders = [EpochSampler(positive, share).order(np.random.default_rng([0, epoch])) for epoch in (1, 2)]
     for order in orders:
         assert len(order) == len(set(order.tolist())) == 33 and {0, 1, 2} <= set(order.tolist())
     assert set(orders[0].tolist()) != set(orders[1].tolist())  # a fresh draw

@@ -11,7 +11,7 @@ from shapely import affinity
 from samgeo_ship.metrics import polygon_iou
 from samgeo_ship.tiling import TileGrid
 from samgeo_ship.vector.attributes import measure, ship_table
-from samgeo_ship.vector.merge import (Part, ShipMerger, largest_polygon, merge_parts, owns, suppress_overlaps,
+from samgeo_ship.vector.merge import (Part, ShipMerger, largest_polygon, owns, suppress_overlaps,
                                       touches_edge)
 from samgeo_ship.vector.vectorise import vectorise
 from samgeo_ship.vector.writers import write_ships
@@ -36,8 +36,14 @@ def tiled_parts(hulls, width, height, tile_size, overlap):
     return parts
 
 
+def merged(parts):
+    merger = ShipMerger(pixel_size=10.0)
+    merger.add(parts)
+    return merger.ships()
+
+
 def tiled_detections(hulls, width, height, tile_size, overlap):
-    return merge_parts(tiled_parts(hulls, width, height, tile_size, overlap), pixel_size=10.0)
+    return merged(tiled_parts(hulls, width, height, tile_size, overlap))
 
 
 @pytest.mark.parametrize("tile_size, overlap", [(64, 0), (96, 8), (128, 20)])
@@ -65,7 +71,7 @@ def test_the_running_count_is_the_final_count_whatever_the_order_parts_arrive_in
     hulls = [ship(128, 128, 120, 8, 20), ship(82, 40, 24, 6, 0), ship(200, 220, 30, 6, 100)]
     parts = tiled_parts(hulls, 256, 256, 64, 0)
     assert len(parts) > 3  # the long ship comes in pieces
-    expected = merge_parts(parts, pixel_size=10.0)
+    expected = merged(parts)
     shuffled = [parts[k] for k in np.random.default_rng(seed).permutation(len(parts))]
     merger = ShipMerger(10.0, cell=300.0)  # cells smaller than the long ship: it spans several
     counts = []

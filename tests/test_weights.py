@@ -8,7 +8,7 @@ import threading
 import pytest
 from click.testing import CliRunner
 
-from cli import weights as weights_cmd
+from shipseg_cli import weights as weights_cmd
 from samgeo_ship.errors import ShipsegError
 from samgeo_ship.models import weights as W
 from samgeo_ship.models.registry import CONFIGS
@@ -234,7 +234,7 @@ def test_cli_download_failure_is_one_line_exit_2(local_vit_b, tmp_path):
 
 def test_weights_group_is_registered_in_shipseg():
     try:
-        from cli.main import cli
+        from shipseg_cli.main import cli
     except ImportError as exc:  # other commands may still be being written
-        pytest.skip(f"cli.main does not import yet: {exc}")
+        pytest.skip(f"shipseg_cli.main does not import yet: {exc}")
     assert cli.commands["weights"] is weights_cmd.weights

@@ -3,7 +3,7 @@ a Dask cluster. ``run_batch(source, outdir)`` is the whole API; ``process_scene`
 
 OUTDIR after a run::
 
-    <scene_id>.geojson | .gpkg | .parquet   one per done scene (GeoJSON in WGS84 per RFC 7946; gpkg and parquet in
+    <scene_id>.geojson|.gpkg|.fgb|.parquet  one per done scene (GeoJSON in WGS84 per RFC 7946; the others in
                                             the scene CRS), each written to a temporary name and renamed
     ships.parquet                           GeoParquet (WGS84) of the ships of every done scene of the input, with
                                             columns scene_id and acquired (UTC timestamp or null)
@@ -38,8 +38,8 @@ Scene ids come from STAC item ids or file stems (unsafe characters -> "_"; stems
 
 from samgeo_ship.batch.inputs import SceneRef, discover_scenes
 from samgeo_ship.batch.manifest import MANIFEST, Manifest
-from samgeo_ship.batch.runner import DEFAULT_BUNDLE, MERGED, BatchSummary, merge_outputs, run_batch
+from samgeo_ship.batch.runner import MERGED, BatchSummary, merge_outputs, run_batch
 from samgeo_ship.batch.worker import process_scene
 
-__all__ = ["BatchSummary", "DEFAULT_BUNDLE", "MANIFEST", "MERGED", "Manifest", "SceneRef", "discover_scenes",
+__all__ = ["BatchSummary", "MANIFEST", "MERGED", "Manifest", "SceneRef", "discover_scenes",
            "merge_outputs", "process_scene", "run_batch"]

@@ -19,10 +19,10 @@ from typing import Callable
 
 from samgeo_ship.batch.inputs import SceneRef, discover_scenes
 from samgeo_ship.batch.manifest import DONE, FAILED, SKIPPED, Manifest, sha256_file
-from samgeo_ship.batch.worker import EXTENSIONS, process_scene
+from samgeo_ship.batch.worker import process_scene
 from samgeo_ship.errors import fail
+from samgeo_ship.vector.writers import FORMATS
 
-DEFAULT_BUNDLE = Path(__file__).resolve().parents[1] / "data" / "default.safetensors"
 MERGED = "ships.parquet"
 LOCK = ".shipseg-batch.lock"
 
@@ -46,21 +46,22 @@ class BatchSummary:
         return not self.failed
 
 
-def run_batch(source, outdir, *, model=DEFAULT_BUNDLE, fmt: str = "geojson", glob: str = "*.tif",
+def run_batch(source, outdir, *, model=None, fmt: str = "geojson", glob: str = "*.tif",
               asset: str | None = None, workers: int = 1, scheduler=None, retries: int = 2, device: str = "auto",
               detector=None, progress: Callable[[dict], None] | None = None) -> BatchSummary:
     """Process every scene of ``source`` (folder, text list or STAC JSON; see discover_scenes) into ``outdir``.
 
-    ``model``: bundle path (loaded once per worker process) or a loaded ``(ShipSam, BundleCard)`` for
-    ``workers=1``; ``fmt``: "geojson", "gpkg" or "parquet" per scene; ``workers``: local processes (1: in this
+    ``model``: bundle path (loaded once per worker process), None for the bundled default, or a loaded
+    ``(ShipSam, BundleCard)`` or ShipDetector for ``workers=1``; ``fmt``: a name of ``vector.writers.FORMATS``
+    (geojson, gpkg, fgb, parquet) per scene; ``workers``: local processes (1: in this
     process); ``scheduler``: a Dask scheduler address "tcp://host:port", a ``distributed.Client`` or a cluster
     object (then ``workers`` is ignored; OUTDIR, the scenes and the bundle must be readable on the workers);
-    ``retries``: extra attempts for a scene whose worker died; ``detector``: replaces
-    ``samgeo_ship.inference.detect.detect_scene`` (a callable or "module:function", same signature);
+    ``retries``: extra attempts for a scene whose worker died; ``detector``: a stand-in for shipseg's detection
+    (see ``worker.run_detector``);
     ``progress``: called with a dict of counts after every scene. Raises ShipsegError for bad batch input only."""
     start = time.perf_counter()
-    if fmt not in EXTENSIONS:
-        raise fail(outdir, f"unknown output format {fmt!r} (use {', '.join(EXTENSIONS)})")
+    if fmt not in FORMATS:
+        raise fail(outdir, f"unknown output format {fmt!r} (use {', '.join(FORMATS)})")
     scenes = discover_scenes(source, glob=glob, asset=asset)
     outdir = Path(outdir)
     if outdir.exists() and not outdir.is_dir():
@@ -79,13 +80,14 @@ def run_batch(source, outdir, *, model=DEFAULT_BUNDLE, fmt: str = "geojson", glo
                                      "acquired": scene.acquired, "error": scene.skip_reason})
                 summary.skipped[scene.scene_id] = scene.skip_reason
             elif manifest.is_done(scene.scene_id) and manifest.scenes[scene.scene_id]["output"].endswith(
-                    EXTENSIONS[fmt]):
+                    FORMATS[fmt][0]):
                 summary.already_done.append(scene.scene_id)
             else:
                 todo.append(scene)
-        if todo and isinstance(model, (str, Path)):
+        if todo and (isinstance(model, (str, Path)) or (model is None and detector is None)):
             from samgeo_ship.models.bundle import read_card
-            read_card(model)  # a missing or foreign model file is bad input to the whole batch
+            from samgeo_ship.models.zoo import model_path
+            read_card(model_path(model))  # a missing or foreign model file is bad input to the whole batch
         job = (str(model) if isinstance(model, Path) else model, str(outdir), fmt, device, detector)
         counts = {"total": len(scenes), "done": len(summary.already_done), "failed": 0,
                   "skipped": len(summary.skipped), "left": len(todo), "ships": 0}

@@ -15,42 +15,43 @@ from pathlib import Path
 from samgeo_ship.batch.inputs import SceneRef, format_utc
 from samgeo_ship.batch.manifest import DONE, FAILED, sha256_file
 from samgeo_ship.errors import ShipsegError
-from samgeo_ship.vector.writers import write_ships
-
-EXTENSIONS = {"geojson": ".geojson", "gpkg": ".gpkg", "parquet": ".parquet"}
-
-# Loaded models of this process, keyed by (resolved bundle path, device): a worker loads a model once and keeps it
-# for every later scene. LOADS counts real loads, so tests and logs can tell a reload from a cache hit.
-_MODELS: dict[tuple[str, str], object] = {}
-_MODELS_LOCK = threading.Lock()
-LOADS = {"count": 0}
+from samgeo_ship.vector.writers import FORMATS, write_ships
 
 
-def load_model(model_ref, device: str = "cpu"):
-    """``model_ref``: a bundle path (loaded once per process and cached), an already loaded ``(ShipSam,
-    BundleCard)``, or None (for detectors that need no model)."""
-    if model_ref is None or isinstance(model_ref, tuple):
-        return model_ref
+# The detectors of this process, keyed by (resolved bundle path, device): a worker loads a model once and keeps it
+# for every later scene; their number is the number of real loads (``model_loads`` in the manifest).
+_DETECTORS: dict[tuple[str, str], object] = {}
+_DETECTORS_LOCK = threading.Lock()
+
+
+def detector_for(model_ref, device: str = "cpu"):
+    """The ShipDetector of ``model_ref`` on ``device``: a bundle path or None (the bundled default), built once per
+    process and kept; a loaded ``(ShipSam, BundleCard)`` or a ShipDetector is used as it is."""
+    from samgeo_ship.inference.detector import ShipDetector
     from samgeo_ship.inference.predictor import resolve_device
-    from samgeo_ship.models.bundle import load_bundle
+    from samgeo_ship.models.zoo import model_path
 
-    key = (str(Path(model_ref).resolve()), str(resolve_device(device)))
-    with _MODELS_LOCK:
-        if key not in _MODELS:
-            _MODELS[key] = load_bundle(model_ref, key[1])
-            LOADS["count"] += 1
-        return _MODELS[key]
+    if isinstance(model_ref, ShipDetector):
+        return model_ref
+    if isinstance(model_ref, tuple):
+        return ShipDetector(model_ref, device=device)
+    key = (str(model_path(model_ref).resolve()), str(resolve_device(device)))
+    with _DETECTORS_LOCK:
+        if key not in _DETECTORS:
+            _DETECTORS[key] = ShipDetector(key[0], device=key[1])
+        return _DETECTORS[key]
 
 
-def resolve_detector(detector):
-    """None: shipseg's own ``detect_scene``; a callable; or "module:function" (picklable by name everywhere)."""
+def run_detector(detector, scene_path, model_ref, device: str):
+    """Ships of one scene: shipseg's own detection (``detector`` None), or a stand-in called as
+    ``detector(scene_path, ShipDetector or None, device=device)`` (a callable, or "module:function", picklable by
+    name everywhere)."""
     if detector is None:
-        from samgeo_ship.inference.detect import detect_scene
-        return detect_scene
-    if callable(detector):
-        return detector
-    module, _, name = str(detector).partition(":")
-    return getattr(importlib.import_module(module), name)
+        return detector_for(model_ref, device).detect(scene_path)
+    if not callable(detector):
+        module, _, name = str(detector).partition(":")
+        detector = getattr(importlib.import_module(module), name)
+    return detector(scene_path, None if model_ref is None else detector_for(model_ref, device), device=device)
 
 
 def process_scene(scene: SceneRef, model_ref, outdir, fmt: str = "geojson", device: str = "auto",
@@ -65,9 +66,9 @@ def process_scene(scene: SceneRef, model_ref, outdir, fmt: str = "geojson", devi
     try:
         if scene.acquired is None:
             result["acquired"] = tiff_datetime(scene.path)
-        ships = resolve_detector(detector)(scene.path, load_model(model_ref, device), device=device)
+        ships = run_detector(detector, scene.path, model_ref, device)
         ships = ships.assign(scene_id=scene.scene_id, acquired=result["acquired"])
-        out = Path(outdir) / f"{scene.scene_id}{EXTENSIONS[fmt]}"
+        out = Path(outdir) / f"{scene.scene_id}{FORMATS[fmt][0]}"
         write_ships(ships, out)
         result.update(state=DONE, output=out.name, sha256=sha256_file(out), ships=int(len(ships)))
     except ShipsegError as exc:
@@ -77,7 +78,7 @@ def process_scene(scene: SceneRef, model_ref, outdir, fmt: str = "geojson", devi
         result.update(state=FAILED, error=f"{scene.path}: {type(exc).__name__}: {exc} "
                                           f"(at {Path(where.filename).name}:{where.lineno})")
     result.update(seconds=round(time.perf_counter() - start, 3), worker=f"{socket.gethostname()}:{os.getpid()}",
-                  model_loads=LOADS["count"])
+                  model_loads=len(_DETECTORS))
     return result
 
 

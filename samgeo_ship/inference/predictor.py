@@ -16,9 +16,9 @@ from samgeo_ship.models.shipsam import mask_boxes, model_input
 
 MASK_CHUNK = 32  # prompts decoded at once: bounds the (N, T, T) logits of a crowded tile
 # The refinement's first pass prompts with each proposal box grown about its centre by this factor plus
-# REFINE_PAD model-input pixels a side (see TilePredictor._refine). Chosen on the sen2ships validation scenes of
-# the cross-validation's fold models (hedland, klang, cartagena; factors 1, 1.25, 1.5, 2): ships matched at IoU 0.5
-# 9 -> 14, detections 1,839 -> 1,370 (benchmarks/README.md, log).
+# REFINE_PAD model-input pixels a side (see TilePredictor._refine): the prompter's size head guesses short on real
+# ships, and the decoder trims a loose box far better than it reaches past a tight one. Chosen on real validation
+# scenes (benchmarks/README.md).
 REFINE_GROW = 1.5
 REFINE_PAD = 4.0
 
@@ -67,11 +67,12 @@ class TilePredictor:
     beside it. For user prompts there is no detection confidence, so ``score`` is the predicted IoU (clamped to
     [0, 1])."""
 
-    def __init__(self, model, card, device: torch.device | str = "cpu"):
+    def __init__(self, model, card, device: torch.device | str = "cpu", thresholds: dict | None = None):
+        """``thresholds``: a run's own values of the card's thresholds (e.g. a lower score to calibrate)."""
         self.model = model
         self.card = card
         self.device = torch.device(device)
-        thresholds = {"score": 0.3, "mask_logit": 0.0, "nms_iou": 0.5, **(card.thresholds or {})}
+        thresholds = {"score": 0.3, "mask_logit": 0.0, "nms_iou": 0.5, **(card.thresholds or {}), **(thresholds or {})}
         self.score_threshold = float(thresholds["score"])
         self.mask_logit = float(thresholds["mask_logit"])
         self.nms_iou = float(thresholds["nms_iou"])

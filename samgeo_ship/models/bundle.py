@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import shutil
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,6 +86,25 @@ def save_bundle(model: ShipSam, card: BundleCard, path) -> Path:
     card.weights_sha256 = tensors_sha256(state)
     with atomic_file(path) as tmp:
         save_file(state, str(tmp), metadata={CARD_KEY: card.to_json()})
+    return path
+
+
+def update_card(path, card: BundleCard) -> Path:
+    """Replace the card in the header of the bundle at ``path`` (atomically). The tensors are copied byte for byte,
+    never loaded, so a threshold change costs a file copy and the weights hash stays valid."""
+    path = Path(path)
+    if read_card(path).weights_sha256 != card.weights_sha256:
+        raise ValueError("update_card keeps the tensors: the new card must carry their hash")
+    with open(path, "rb") as src:
+        size = struct.unpack("<Q", src.read(8))[0]
+        header = json.loads(src.read(size))
+        header.setdefault("__metadata__", {})[CARD_KEY] = card.to_json()
+        text = json.dumps(header, separators=(",", ":")).encode()
+        text += b" " * (-len(text) % 8)  # safetensors pads the header with spaces so the data starts 8-aligned
+        with atomic_file(path) as tmp, open(tmp, "wb") as dst:
+            dst.write(struct.pack("<Q", len(text)))
+            dst.write(text)
+            shutil.copyfileobj(src, dst, 2**20)
     return path
 
 

@@ -8,7 +8,7 @@ import pickle
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Callable, Dict, Mapping, Optional, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 import torch
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
@@ -47,10 +47,10 @@ class SamConfig:
     encoder_num_heads: int
     encoder_global_attn_indexes: Tuple[int, ...]
     window_size: int
-    prompt_embed_dim: int = 256
+    prompt_embed_dim: int
+    decoder_mlp_dim: int
+    decoder_num_heads: int
     decoder_depth: int = 2
-    decoder_mlp_dim: int = 2048
-    decoder_num_heads: int = 8
     mask_in_chans: int = 16
     iou_head_hidden_dim: int = 256
     checkpoint: Optional[str] = field(default=None, compare=False)
@@ -83,20 +83,9 @@ class SamConfig:
 
 def _official(embed_dim: int, depth: int, heads: int, global_attn: Tuple[int, ...], checkpoint: str) -> SamConfig:
     # The numbers segment_anything/build_sam.py hard-codes in _build_sam, shared by the three official models.
-    return SamConfig(
-        img_size=1024,
-        patch_size=16,
-        encoder_embed_dim=embed_dim,
-        encoder_depth=depth,
-        encoder_num_heads=heads,
-        encoder_global_attn_indexes=global_attn,
-        window_size=14,
-        prompt_embed_dim=256,
-        decoder_depth=2,
-        decoder_mlp_dim=2048,
-        decoder_num_heads=8,
-        checkpoint=checkpoint,
-    )
+    return SamConfig(img_size=1024, patch_size=16, encoder_embed_dim=embed_dim, encoder_depth=depth,
+                     encoder_num_heads=heads, encoder_global_attn_indexes=global_attn, window_size=14,
+                     prompt_embed_dim=256, decoder_mlp_dim=2048, decoder_num_heads=8, checkpoint=checkpoint)
 
 
 CONFIGS: Dict[str, SamConfig] = {
@@ -106,35 +95,14 @@ CONFIGS: Dict[str, SamConfig] = {
     # Small configs for training from scratch on a CPU. Patch 8 (not 16) so a 10-30 px ship covers
     # 2-4 embedding cells and the 4x-upsampled low-res mask has 2 px cells; window 8 divides the 32/64
     # cell grids exactly, so window attention needs no padding.
-    "sam_tiny": SamConfig(
-        img_size=256,
-        patch_size=8,
-        encoder_embed_dim=128,
-        encoder_depth=4,
-        encoder_num_heads=4,
-        encoder_global_attn_indexes=(3,),
-        window_size=8,
-        prompt_embed_dim=128,
-        decoder_depth=2,
-        decoder_mlp_dim=512,
-        decoder_num_heads=4,
-    ),
-    "sam_small": SamConfig(
-        img_size=512,
-        patch_size=8,
-        encoder_embed_dim=192,
-        encoder_depth=6,
-        encoder_num_heads=6,
-        # One global block only: global attention over 64x64 = 4096 cells dominates the cost (a second
-        # one took the forward from 1.4 to 2.5 CPU-seconds per tile). Patch 16 would be ~15x cheaper but
-        # would put a 10 px ship inside one cell.
-        encoder_global_attn_indexes=(5,),
-        window_size=8,
-        prompt_embed_dim=128,
-        decoder_depth=2,
-        decoder_mlp_dim=1024,
-        decoder_num_heads=8,
-    ),
+    "sam_tiny": SamConfig(img_size=256, patch_size=8, encoder_embed_dim=128, encoder_depth=4, encoder_num_heads=4,
+                          encoder_global_attn_indexes=(3,), window_size=8, prompt_embed_dim=128,
+                          decoder_mlp_dim=512, decoder_num_heads=4),
+    # One global block only: global attention over 64x64 = 4096 cells dominates the cost (a second one nearly
+    # doubles the forward's time). Patch 16 would be far cheaper but would put a 10 px ship inside one cell.
+    "sam_small": SamConfig(img_size=512, patch_size=8, encoder_embed_dim=192, encoder_depth=6, encoder_num_heads=6,
+                           encoder_global_attn_indexes=(5,), window_size=8, prompt_embed_dim=128,
+                           decoder_mlp_dim=1024, decoder_num_heads=8),
 }
 
 
@@ -184,14 +152,6 @@ def build_sam(config: SamConfig) -> Sam:
     )
     sam.eval()
     return sam
-
-
-def _builder(name: str) -> Callable[[], Sam]:
-    return lambda: build_sam(CONFIGS[name])
-
-
-# segment_anything's idiom: a registry is a dict of functions.
-sam_model_registry: Dict[str, Callable[[], Sam]] = {name: _builder(name) for name in CONFIGS}
 
 
 @functools.lru_cache(maxsize=None)

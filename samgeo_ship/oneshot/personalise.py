@@ -14,9 +14,11 @@ import torch
 import torch.nn.functional as F
 
 from samgeo_ship.errors import fail
-from samgeo_ship.inference.predictor import TilePredictor, resolve_device
+from samgeo_ship.inference.detector import ShipDetector
+from samgeo_ship.inference.predictor import TilePredictor
 from samgeo_ship.models import weights
-from samgeo_ship.models.bundle import BundleCard, load_bundle, read_card, save_bundle
+from samgeo_ship.models.bundle import BundleCard, read_card, save_bundle
+from samgeo_ship.models.zoo import model_path
 from samgeo_ship.oneshot.model import OUTPUTS, REFINE_PASSES, OneShotSam
 from samgeo_ship.oneshot.persam import (LR, STEPS, MixFit, cell_fractions, choose_threshold, fit_mix, grow,
                                         ship_cells, target_feature)
@@ -63,6 +65,7 @@ def personalise(scene, labels, base, output, bands=None, max_ships: int | None =
     output = Path(output)
     if not output.parent.is_dir():
         raise fail(output, "cannot be written: its folder does not exist")
+    base = model_path(base)
     base_card = check_base(base)
     before = torch.get_num_threads()
     torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
@@ -80,10 +83,10 @@ def personalise(scene, labels, base, output, bands=None, max_ships: int | None =
 
 def _personalise(scene, labels, base, bands, max_ships, steps, lr, outputs, device):
     """The reference ships' target features and the fitted mix: (OneShotSam, References, MixFit, similarity)."""
-    dev = resolve_device(device)
-    net, card = load_bundle(base, dev)
-    refs = read_references(scene, labels, card, bands, max_ships)
-    embeddings = _encode(TilePredictor(net, card, dev), refs)
+    detector = ShipDetector(base, device=device, bands=bands)
+    net, dev = detector.model, detector.device
+    refs = read_references(detector, scene, labels, max_ships)
+    embeddings = _encode(detector.predictor, refs)
     grid = tuple(embeddings[0].shape[-2:])
     cells = [torch.stack([ship_cells(cell_fractions(torch.from_numpy(m).to(dev), grid)) for m in t.masks])
              for t in refs.tiles]

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from samgeo_ship.errors import fail
-from samgeo_ship.inference.detect import open_scene, tile_grid
 from samgeo_ship.labels import load_labels, tile_instances
 from samgeo_ship.tiling import Tile
 
@@ -39,11 +38,12 @@ class References:
         return sum(len(t.ship_ids) for t in self.tiles)
 
 
-def read_references(scene_path, labels_path, card, bands=None, max_ships: int | None = None) -> References:
-    """The reference tiles of ``scene_path`` for the ships in ``labels_path`` (the first ``max_ships`` of them).
+def read_references(detector, scene_path, labels_path, max_ships: int | None = None) -> References:
+    """The reference tiles of ``scene_path`` for the ships in ``labels_path`` (the first ``max_ships`` of them), read
+    as ``detector`` (a ShipDetector) reads the scene: its bands, normalisation and tile grid.
 
     Refuses labels outside the scene, a file without usable ship polygons, and ships on nodata only."""
-    with open_scene(scene_path, card, bands) as scene:
+    with detector.open(scene_path) as scene:
         labels = load_labels(labels_path, scene)
         outside = sum(1 for reason in labels.dropped.values() if reason == "outside the scene")
         if outside:
@@ -52,7 +52,7 @@ def read_references(scene_path, labels_path, card, bands=None, max_ships: int | 
         if len(labels) == 0:
             reasons = ", ".join(f"{n} {why}" for why, n in labels.dropped_reasons().items())
             raise fail(labels_path, f"holds no usable reference ship ({reasons})")
-        grid = tile_grid(scene, card)
+        grid = detector.grid(scene)
         chosen = labels.ships.iloc[:max_ships] if max_ships else labels.ships
         by_tile: dict[tuple[int, int], list[int]] = {}
         to_px = ~scene.transform

@@ -10,22 +10,19 @@ from samgeo_ship.models.registry import CONFIGS
 from samgeo_ship.training.data import open_datasets
 from samgeo_ship.training.modes import default_mode
 
-DEFAULT_BUNDLE = "samgeo_ship/data/default.safetensors"
-# Rough floors, from this project's runs: the default sam_tiny needed 1180 ships from random initialisation; a whole
-# encoder (full) memorises a few dozen ships within epochs; LoRA adapters hold far fewer weights.
+# Rough floors: a model from random initialisation needs about a thousand ships; a whole encoder (full) memorises a
+# few dozen ships within epochs; LoRA adapters hold far fewer weights.
 SCRATCH_SHIPS = 500
 FULL_SHIPS = 200
 LORA_SHIPS = 50
 ONESHOT_SHIPS = 5
 # Shipless tiles per tile with ships below which detection will have poor precision: the prompter learns what is not
-# a ship from them (label-efficiency benchmark, few-shot on 20 sen2ships ships: 0.5 shipless tiles per ship tile gave
-# precision 0.06 on unseen scenes, 10 per ship tile 0.14; every empty tile, 81-93 per ship tile, 0.57 in one draw
-# while the other's prompter fell silent, so this is a floor to warn below, not a target).
+# a ship from them (benchmarks/label_efficiency.py). More helps precision but can silence a few-shot prompter, so
+# this is a floor to warn below, not a target.
 EMPTY_PER_SHIP_TILE = 10
-# ... and above this many drawn each epoch, a few-shot prompter learns to stay quiet (20 ships among 81-93 per ship
-# tile: one draw predicted 1 ship on the test scenes); a fresh 10 per ship tile each epoch (--negative-ratio 10) over
-# 8 epochs gave F1 0.222 / 0.171 where every one each epoch gave 0.151 / 0.000. All 168 ships at 11 per ship tile
-# trained well, so the warning is for few ships only.
+# ... and above this many drawn each epoch, a few-shot prompter learns to stay quiet; a fresh 10 per ship tile each
+# epoch (--negative-ratio 10) over more epochs keeps both precision and recall. With many ships the same share of
+# shipless tiles trains well, so the warning is for few ships only.
 QUIET_PER_SHIP_TILE = 20
 
 
@@ -43,7 +40,8 @@ def advise(config, ships: int, tiles: int, validation_given: bool = False, empty
     scratch = not config.init and not config.base_checkpoint and not CONFIGS[model_type].official
     chosen = f"`--encoder {mode}`" if config.encoder else f"the default encoder mode for {model_type} ({mode})"
     fix = ("pass --encoder frozen (decoder and prompter only)" if config.init else
-           f"use --init BASE (e.g. {DEFAULT_BUNDLE}) with --encoder frozen (decoder and prompter only)")
+           "use --init BASE (e.g. --init default, the bundled model) with --encoder frozen (decoder and prompter "
+           "only)")
     out = []
     if ships == 0:
         out.append("the training tiles hold no ships, so only the prompter learns (to stay quiet); check the labels "

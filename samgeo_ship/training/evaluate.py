@@ -65,7 +65,7 @@ def validate(model, batches, embed: Callable[[list[Sample]], torch.Tensor]) -> d
             boxes, scores = proposals[b].boxes.float().cpu(), proposals[b].scores.float().cpu()
             # Detection keeps a proposal only where no higher-scored one overlaps it (TilePredictor): the same
             # here, so that two peaks on one long hull, which detection treats as one ship, are not counted as a
-            # false alarm and do not push the chosen threshold up (measured: recall 0.69 instead of 0.97).
+            # false alarm and do not push the chosen threshold up (costing recall at detection).
             keep = nms(boxes, scores, NMS_IOU)
             boxes, scores = boxes[keep], scores[keep]
             found.append((scores.numpy(), centre_matches(boxes, scores, s.boxes)))

@@ -71,7 +71,9 @@ def load_init(bundle_path) -> tuple[ShipSam, Base, str]:
     """Start from a shipseg bundle's weights (e.g. the default model, to adapt it to new data): the model, the
     bundle as the base, and its model type."""
     from samgeo_ship.models.bundle import load_bundle
+    from samgeo_ship.models.zoo import model_path
 
+    bundle_path = model_path(bundle_path)
     model, card = load_bundle(bundle_path)
     if card.kind != "shipsam":
         raise ShipsegError(f"{bundle_path}: a {card.kind} bundle cannot be a starting point; start from its base "

@@ -22,7 +22,8 @@ class PromptRecipe:
         prompter's own false proposals of the step (quays, breakwaters, wakes), topped up with ship-sized boxes
         at random places that touch no ship. Detection drops empty masks, so a decoder that learns to answer a
         box on no ship with nothing removes the prompter's false alarms (with a box prior it would otherwise
-        return the filled box). Off by default: on sen2ships it taught the decoder to empty faint real ships.
+        return the filled box). Off by default: on real Sentinel-2 scenes it can teach the decoder to empty faint
+        real ships too.
         """
 
     jitter: float = 0.1

@@ -14,8 +14,7 @@ import shapely
 
 MERGE_OVERLAP = 0.5  # IoU or intersection-over-smaller above which two detections are one ship
 # Intersection-over-smaller above which the weaker of two learned-prompter ships is a duplicate, chosen on the
-# synthetic validation harbours: detection F1 on syn14 / rgb24 0.921 / 0.891 without, 0.946 / 0.895 at 0.3,
-# 0.951 / 0.905 at 0.2 and at 0.1.
+# synthetic validation harbours (benchmarks/README.md): lower values gained nothing more.
 SUPPRESS_OVERLAP = 0.2
 
 
@@ -61,14 +60,6 @@ def largest_polygon(geom):
     nested = [largest_polygon(g) for g in getattr(geom, "geoms", []) if g.geom_type != "Polygon"]
     polys += [g for g in nested if g is not None]
     return max(polys, key=lambda g: g.area) if polys else None
-
-
-def merge_parts(parts: list[Part], pixel_size: float, overlap: float = MERGE_OVERLAP) -> list[Part]:
-    """Union detections of one ship across neighbouring tiles (all at once; see ``ShipMerger`` for the rules).
-    Returns the merged parts sorted as ``stable_order`` sorts them."""
-    merger = ShipMerger(pixel_size, overlap)
-    merger.add(parts)
-    return merger.ships()
 
 
 class ShipMerger:

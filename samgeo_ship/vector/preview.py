@@ -5,10 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import rasterio
 from affine import Affine
 from PIL import Image, ImageDraw
-from rasterio.enums import Resampling
 
 from samgeo_ship.atomic import atomic_file
 from samgeo_ship.raster import to_uint8
@@ -19,15 +17,13 @@ SHIP_COLOUR = (255, 32, 160)
 
 
 def render_preview(scene, layers, path, max_side: int = PREVIEW_MAX_SIDE) -> Path:
-    """Write a PNG of ``scene`` (an open Scene) with outlined ships.
+    """Write a PNG of ``scene`` (an open Scene, read through its own handle: no second open of the file) with
+    outlined ships.
 
     ``layers``: sequence of (geometries in the scene CRS, RGB colour); drawn in order. The PNG's long side is at
     most ``max_side`` px; nodata is black."""
-    scale = max(1.0, max(scene.width, scene.height) / max_side)
-    h, w = max(1, round(scene.height / scale)), max(1, round(scene.width / scale))
-    with rasterio.open(scene.path) as src:  # own handle: previews may be drawn while a Scene reads elsewhere
-        raw = src.read(scene.band_indexes, out_shape=(len(scene.band_indexes), h, w), resampling=Resampling.nearest)
-        valid = src.dataset_mask(out_shape=(h, w), resampling=Resampling.nearest) > 0
+    raw, valid = scene.decimated(max_side)
+    h, w = valid.shape
     rgb = to_uint8(scene.normalisation.apply(raw))
     rgb = np.repeat(rgb[:1], 3, axis=0) if rgb.shape[0] < 3 else rgb[:3]
     rgb[:, ~valid] = 0

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from pathlib import Path
 
 import geopandas as gpd
@@ -16,15 +15,17 @@ import shapely
 from samgeo_ship.atomic import atomic_file
 from samgeo_ship.errors import fail
 
-FORMATS = {".geojson": "GeoJSON", ".json": "GeoJSON", ".gpkg": "GPKG", ".fgb": "FlatGeobuf",
-           ".parquet": "Parquet", ".geoparquet": "Parquet"}
+# The one table of output formats: name -> (file suffix, writer). detect picks by the output's suffix, batch by name.
+FORMATS = {"geojson": (".geojson", "GeoJSON"), "gpkg": (".gpkg", "GPKG"), "fgb": (".fgb", "FlatGeobuf"),
+           "parquet": (".parquet", "Parquet")}
+SUFFIXES = {**{suffix: name for name, (suffix, _) in FORMATS.items()}, ".json": "geojson", ".geoparquet": "parquet"}
 COORD_DECIMALS = 7  # ~1 cm in degrees: RFC 7946 recommends not carrying more precision than the data has
 
 
 def check_output(path) -> Path:
     """Refuse, before any work is done, an output whose format is unknown or whose folder does not exist."""
     path = Path(path)
-    if path.suffix.lower() not in FORMATS:
+    if path.suffix.lower() not in SUFFIXES:
         raise fail(path, f"unknown output format {path.suffix!r} (use .geojson, .gpkg, .fgb or .parquet)")
     if not path.parent.is_dir():
         raise fail(path, "its folder does not exist")
@@ -32,20 +33,17 @@ def check_output(path) -> Path:
 
 
 def write_ships(ships: gpd.GeoDataFrame, path) -> Path:
-    """Write ``ships`` to ``path`` in the format its extension names (see ``FORMATS``), atomically."""
+    """Write ``ships`` to ``path`` in the format its extension names (see ``SUFFIXES``), atomically."""
     path = check_output(path)
-    fmt = FORMATS[path.suffix.lower()]
+    fmt = FORMATS[SUFFIXES[path.suffix.lower()]][1]
     with atomic_file(path) as tmp:
         if fmt == "GeoJSON":
             Path(tmp).write_text(json.dumps(geojson(ships), separators=(",", ":")))
         elif fmt == "Parquet":
             ships.to_parquet(tmp)
         else:
-            # An empty table has no geometry type to infer; ships are always polygons. GDAL warns that the temporary
-            # name lacks the .gpkg extension; the renamed file has it.
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="The filename extension should be", category=RuntimeWarning)
-                ships.to_file(tmp, driver=fmt, layer="ships", engine="pyogrio", geometry_type="Polygon")
+            # An empty table has no geometry type to infer; ships are always polygons.
+            ships.to_file(tmp, driver=fmt, layer="ships", engine="pyogrio", geometry_type="Polygon")
     return path
 
 

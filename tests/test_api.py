@@ -1,0 +1,41 @@
+"""The public face: the names a Python user imports from samgeo_ship, and what the package installs."""
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import samgeo_ship
+
+ROOT = Path(__file__).resolve().parents[1]
+PUBLIC = ["ShipDetector", "detect", "prepare_dataset", "train", "TrainConfig", "evaluate", "calibrate", "load_model",
+          "ShipsegError"]
+
+
+def test_every_public_name_resolves_and_is_documented():
+    assert set(PUBLIC) <= set(samgeo_ship.__all__)
+    for name in PUBLIC:
+        value = getattr(samgeo_ship, name)
+        assert value.__doc__ and value.__doc__.strip(), name
+
+
+def test_importing_the_package_does_not_load_torch():
+    code = "import sys, samgeo_ship; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "False"
+
+
+def test_pyproject_installs_every_package_and_the_cli_under_its_own_name():
+    setup = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages = set(setup["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "samgeo_ship").rglob("__init__.py")}
+    assert found <= packages, f"not installed: {sorted(found - packages)}"
+    assert setup["package-dir"]["shipseg_cli"] == "cli" and "cli" not in packages
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["shipseg"] == "shipseg_cli.main:main"
+
+
+def test_the_cli_package_imports_itself_relatively_so_it_works_under_its_installed_name():
+    for path in (ROOT / "cli").glob("*.py"):
+        for line in path.read_text().splitlines():
+            assert not line.startswith(("from cli ", "from cli.", "import cli ", "import cli.")), f"{path.name}: {line}"
