@@ -124,6 +124,7 @@ def test_merged_parquet_holds_exactly_the_scene_outputs(archive, tmp_path):
     assert acquired["scene00"] == pd.Timestamp("2024-05-06T07:08:09Z") and pd.isna(acquired["scene01"])
 
 
+@pytest.mark.slow
 def test_sigkill_mid_batch_then_resume(archive, tiny_bundle, reference, tmp_path):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "shipseg_cli.main", "batch", str(archive), "-o", str(out), "-m", str(tiny_bundle),
@@ -157,6 +158,7 @@ def test_sigkill_mid_batch_then_resume(archive, tiny_bundle, reference, tmp_path
     assert not list(out.glob(".*.tmp-*"))
 
 
+@pytest.mark.slow
 def test_dask_cluster_survives_a_killed_worker(archive, tiny_bundle, reference, tmp_path):
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1",
@@ -256,6 +258,7 @@ def test_process_scene_reports_instead_of_raising(tmp_path):
     assert ok["state"] == "done" and ok["ships"] == len(gpd.read_file(tmp_path / "one.gpkg")) >= 1
 
 
+@pytest.mark.slow
 def test_local_worker_processes(archive, tiny_bundle, tmp_path):
     summary = run_batch(archive, tmp_path, model=tiny_bundle, workers=2, device="cpu",
                         detector="test_batch:bright_ships")

@@ -55,6 +55,7 @@ def _tile_with_ships(dataset):
     return next(i for i, r in enumerate(refs) if len(r.dataset.boxes[r.tile])), refs
 
 
+@pytest.mark.slow
 def test_a_fresh_process_predicts_exactly_the_same_masks(tmp_path, trained):
     path, dataset = trained
     torch.set_num_threads(1)

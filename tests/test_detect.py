@@ -210,6 +210,7 @@ def test_calibrate_leaves_the_model_alone_when_it_finds_no_ship(tmp_path, small_
     assert "<- chosen" not in said.stdout and model.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_calibrate_pools_the_ships_of_several_scenes(tmp_path, small_harbour):
     """With more (scene, truth) pairs the sweep scores every scene's ships together: here the same scene twice, once
     with all three hulls as truth and once with two (the third then counts as a false detection)."""

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pytest
 import rasterio
 import shapely
 from affine import Affine
@@ -53,6 +54,8 @@ def crop(data, name: str, window: Window, out) -> tuple:
     return tif, truth
 
 
+@pytest.mark.slow
+@pytest.mark.sen2ships
 def test_fine_tuned_on_a_crop_of_one_real_scene_masks_and_finds_ships_on_another(sen2ships, tmp_path):
     scene, labels = crop(sen2ships, TRAIN_SCENE, TRAIN_WINDOW, tmp_path)
     summary = prepare_dataset(scene, labels, tmp_path / "dataset", **PREP)

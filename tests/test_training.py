@@ -35,15 +35,16 @@ def test_augmented_boxes_are_the_boxes_of_the_augmented_masks(variant):
     assert (x0, y0, x1, y1) == (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1)
 
 
+@pytest.mark.slow
 def test_training_learns_masks_well_beyond_init(tmp_path, datasets):
-    config = TrainConfig(**FAST, epochs=12, lr=2e-3, patience=12, prompter_weight=0.1,
+    config = TrainConfig(**FAST, epochs=6, lr=2e-3, patience=6, prompter_weight=0.1,
                          prompts=PromptRecipe(box_and_points=0.0, points_only=0.0))
     result = train(datasets, tmp_path / "m.safetensors", config)
     v = result.card.validation
     assert result.card.encoder_mode == "full" and result.card.stored == ["sam", "prompter"]
     assert v["ships"] >= 4 and 0.25 < v["box_baseline_iou"] < 0.5
     assert v["mask_iou"] > v["initial_mask_iou"] + 0.15
-    assert v["mask_iou"] > v["box_baseline_iou"] + 0.2  # measured: 0.88 vs 0.35; with box_prior=0 this run reaches 0.22
+    assert v["mask_iou"] > v["box_baseline_iou"] + 0.2  # six epochs reach about 0.75 against the filled box's 0.35
     # Boxes on open water come back (nearly) empty, although the box prior starts every box as its filled mask
     # (at init the masks fill the boxes). On this plain water the decoder learns that without negative box prompts
     # too; harbour clutter is what those are for (benchmarks/README.md).
@@ -78,6 +79,7 @@ def test_negative_boxes_keep_clear_of_ships():
     assert len(negative_boxes(proposals, ships, 0, 256, np.random.default_rng(0))) == 0
 
 
+@pytest.mark.slow
 def test_the_embedding_cache_encodes_each_tile_once(tmp_path, datasets):
     config = TrainConfig(**FAST, epochs=2, encoder="frozen", augment=False, cache_dir=str(tmp_path / "cache"))
     first = train(datasets, tmp_path / "a.safetensors", config).history
@@ -100,6 +102,7 @@ def test_cache_keys_change_with_variant_weights_and_size():
     assert key not in others and len(others) == 4
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_weights(tmp_path, datasets):
     runs = [train(datasets[:1], tmp_path / f"{name}.safetensors", TrainConfig(**FAST, epochs=1, seed=seed))
             for name, seed in (("a", 3), ("b", 3), ("c", 4))]
@@ -116,6 +119,7 @@ def _interrupt_after_first_epoch(record):
         raise Interrupted
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_saved_epoch(tmp_path, datasets):
     straight = train(datasets[:1], tmp_path / "s.safetensors", TrainConfig(**FAST, epochs=2, seed=5))
     with pytest.raises(Interrupted):
