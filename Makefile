@@ -37,7 +37,7 @@ lock: install
 QGIS_PKGS := python3-qgis qgis-providers qgis xvfb xauth python3-venv python3-psutil
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: qgis-deps plugin-zip test-qgis
+.PHONY: qgis-deps plugin-zip test-qgis qgis-screenshot
 
 qgis-deps:
 	@if [ "$$(dpkg-query -W -f='$${Status}\n' $(QGIS_PKGS) 2>/dev/null | grep -c 'install ok installed')" = "$(words $(QGIS_PKGS))" ]; then \
@@ -56,3 +56,7 @@ $(QVENV)/.done: tests_qgis/requirements.txt
 
 test-qgis: qgis-deps install $(QVENV)/.done
 	QT_QPA_PLATFORM=offscreen $(QVENV)/bin/python -m pytest -q tests_qgis
+
+# The picture in docs/qgis.md: the real QGIS desktop under Xvfb, this repository's shipseg and default model.
+qgis-screenshot: qgis-deps install $(QVENV)/.done
+	cd tests_qgis && $(CURDIR)/$(QVENV)/bin/python test_desktop.py $(CURDIR)/docs/qgis.png

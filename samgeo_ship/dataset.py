@@ -1,4 +1,6 @@
 """Training datasets on disk: a scene's tiles as GeoTIFF chips, their ship instances as label rasters + GeoParquet.
+Written by ``prepare_dataset`` and read by ``open_dataset`` (with ``read_chip`` and ``read_instances``) here, so the
+format has one home.
 
 The format is readable without shipseg (any GIS opens the chips; pandas/geopandas read the index):
 
@@ -19,6 +21,7 @@ from typing import Callable
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import rasterio
 
 from samgeo_ship.atomic import atomic_dir
@@ -138,3 +141,74 @@ def _write_card(path: Path, scene, grid, summary: PrepareSummary, dropped: dict,
         "labelled_area": None if labelled_area is None else str(labelled_area),
     }
     path.write_text(json.dumps(card, indent=2))
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One prepared dataset directory: its card (dataset.json), tile ids and per-tile instance boxes."""
+
+    path: Path
+    card: dict
+    tiles: tuple[str, ...]
+    boxes: dict  # tile id -> (N, 4) float32 boxes in tile pixels, row k-1 for instance k
+
+    @property
+    def ships(self) -> int:
+        return int(sum(len(b) for b in self.boxes.values()))
+
+
+@dataclass(frozen=True)
+class TileRef:
+    """One tile of one dataset."""
+
+    dataset: Dataset
+    tile: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset.path.name}/{self.tile}"
+
+
+def open_dataset(path) -> Dataset:
+    """Read a dataset directory's card and instance index; ShipsegError if it is not a shipseg dataset."""
+    path = Path(path)
+    if not path.exists():
+        raise fail(path, "no such dataset directory")
+    if not path.is_dir():
+        raise fail(path, "is a file, not a dataset directory made by shipseg prepare")
+    card_path = path / "dataset.json"
+    if not card_path.exists() or not (path / "images").is_dir() or not (path / "instances.parquet").exists():
+        raise fail(path, "is not a shipseg dataset (no dataset.json, images/ and instances.parquet; "
+                   "make one with shipseg prepare)")
+    try:
+        card = json.loads(card_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise fail(card_path, f"is not valid JSON ({exc})") from None
+    if not isinstance(card, dict) or card.get("format") != FORMAT:
+        raise fail(card_path, f"is not a {FORMAT} dataset card")
+    tiles = tuple(sorted(p.stem for p in (path / "images").glob("*.tif")))
+    if not tiles:
+        raise fail(path, "holds no tiles in images/")
+    index = pd.read_parquet(path / "instances.parquet", columns=["tile", "instance", "box_x0", "box_y0",
+                                                                   "box_x1", "box_y1"])
+    boxes = {t: np.zeros((0, 4), np.float32) for t in tiles}
+    for tile, rows in index.sort_values(["tile", "instance"]).groupby("tile"):
+        boxes[tile] = rows[["box_x0", "box_y0", "box_x1", "box_y1"]].to_numpy(np.float32)
+    return Dataset(path, card, tiles, boxes)
+
+
+def read_chip(ref: TileRef) -> np.ndarray:
+    """(C, T, T) uint8 chip of a tile."""
+    with rasterio.open(ref.dataset.path / "images" / f"{ref.tile}.tif") as src:
+        return src.read()
+
+
+def read_instances(ref: TileRef) -> np.ndarray:
+    """(N, T, T) bool instance masks of a tile (instance k is row k-1)."""
+    n = len(ref.dataset.boxes[ref.tile])
+    path = ref.dataset.path / "masks" / f"{ref.tile}.tif"
+    if not path.exists():
+        raise fail(path, "is missing, but instances.parquet lists ships on this tile")
+    with rasterio.open(path) as src:
+        raster = src.read(1)
+    return raster[None] == np.arange(1, n + 1, dtype=raster.dtype)[:, None, None]

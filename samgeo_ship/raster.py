@@ -9,11 +9,12 @@ from typing import Sequence
 import numpy as np
 import rasterio
 from affine import Affine
-from pyproj import Geod, Transformer
+from pyproj import Geod
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window, from_bounds
 
+from samgeo_ship.crs import transformer
 from samgeo_ship.errors import NoSuchBand, NoValidPixels, fail
 
 # GDAL's block cache defaults to 5% of RAM; a bounded cache keeps memory independent of scene size.
@@ -147,7 +148,7 @@ class Scene:
     def ground_pixel_size_m(self) -> float:
         """Ground size of one pixel at the scene centre in metres, right in any CRS (UTM, degrees, Web Mercator,
         where a CRS unit on the ground is shorter than a metre by cos(latitude))."""
-        to_lonlat = Transformer.from_crs(self.require_crs(), "EPSG:4326", always_xy=True)
+        to_lonlat = transformer(self.require_crs(), "EPSG:4326")
         cx, cy = self.width / 2, self.height / 2
         corners = [self.transform @ p for p in ((cx, cy), (cx + 1, cy), (cx, cy + 1))]
         lons, lats = to_lonlat.transform([p[0] for p in corners], [p[1] for p in corners])
@@ -248,7 +249,15 @@ class Scene:
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """Boundless read, normalised: (C, h, w) float32 in [0, 1] (0 where invalid) and the (h, w) valid mask."""
-        data, valid = self.read_raw(window)
+        return self._normalised(*self.read_raw(window))
+
+    def read_overview(self, max_side: int) -> tuple[np.ndarray, np.ndarray]:
+        """The whole scene decimated (nearest neighbour) to at most ``max_side`` px a side, normalised as ``read``
+        gives a window: (C, h, w) float32 in [0, 1] and the (h, w) valid mask. Memory follows ``max_side``, not
+        the scene size."""
+        return self._normalised(*self._decimated(max_side))
+
+    def _normalised(self, data: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = self.normalisation.apply(data)
         out[:, ~valid] = 0.0
         return out, valid

@@ -7,16 +7,18 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from affine import Affine
 from rasterio.features import rasterize
 from safetensors import safe_open
+from safetensors.torch import save_file
 
 from samgeo_ship.models.zoo import default_model
 from samgeo_ship.metrics import match
 from samgeo_ship.models import weights
-from samgeo_ship.models.bundle import load_bundle, read_card
+from samgeo_ship.models.bundle import CARD_KEY, load_bundle, read_card, save_bundle, tensors_sha256
 from samgeo_ship.models.shipsam import ShipSam
-from samgeo_ship.oneshot.model import MaskMix, OneShotSam, low_res_boxes
+from samgeo_ship.oneshot.proposer import MaskMix, OneShotProposer, low_res_boxes, personalised
 from samgeo_ship.oneshot.persam import choose_threshold, fit_mix
 from samgeo_ship.oneshot.propose import find_peaks, select, suppress
 
@@ -75,7 +77,7 @@ def test_oneshot_writes_a_oneshot_bundle_with_fitted_weights(personal):
         logits = f.get_tensor("oneshot.mix.logits")
     assert targets.shape == (1, 128) and abs(float(targets.norm()) - 1) < 1e-4
     model, _ = load_bundle(personal)
-    assert isinstance(model, OneShotSam) and torch.allclose(model.oneshot.mix.logits, logits)
+    assert isinstance(model.proposer, OneShotProposer) and torch.allclose(model.oneshot.mix.logits, logits)
     info = run_cli("info", personal)
     assert info.exit_code == 0
     assert any(line.split() == ["kind", "oneshot"] for line in info.output.splitlines())
@@ -212,15 +214,31 @@ def test_low_res_boxes_in_input_pixels():
 
 def test_refinement_adds_the_models_box_prior_as_decode_does():
     torch.manual_seed(0)
-    model = OneShotSam.personalise(ShipSam.from_config("sam_tiny"), torch.ones(1, 128))
+    model = personalised(ShipSam.from_config("sam_tiny"), torch.ones(1, 128))
     emb = torch.randn(128, 32, 32)
     points = (torch.tensor([[[100.0, 60.0], [10.0, 10.0]]]), torch.tensor([[1, 0]]))
     low = torch.full((1, 1, 128, 128), -5.0)
     low[0, 0, 10:20, 20:40] = 5.0  # a box of x 80-160, y 40-80 input pixels
     with torch.no_grad():
-        plain = model.refine(emb, points, low)
+        plain = model.proposer.refine(model, emb, points, low)
         model.box_prior = 3.0
-        prior = model.refine(emb, points, low) - plain
+        prior = model.proposer.refine(model, emb, points, low) - plain
     assert torch.allclose(prior[0, 0, 10:20, 20:40], torch.tensor(3.0))
     assert torch.allclose(prior[0, 0, :10], torch.tensor(-3.0))
     assert torch.allclose(prior[0, 0, :, 40:], torch.tensor(-3.0))
+
+
+def test_a_oneshot_bundle_that_also_holds_its_base_prompter_loads_as_the_proposer_alone(tmp_path):
+    net, card = load_bundle(DEFAULT_MODEL)
+    model = personalised(net, F.normalize(torch.randn(2, 128), dim=1))
+    card.kind, card.oneshot, card.stored = "oneshot", {"targets": 2}, ["sam", "oneshot"]
+    lean = load_bundle(save_bundle(model, card, tmp_path / "lean.safetensors"))[0]
+    # The same bundle with the base's learned prompter stored beside the proposer, which it does not use.
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    state.update({f"prompter.{k}": v.contiguous() for k, v in net.prompter.state_dict().items()})
+    card.stored, card.weights_sha256 = ["sam", "prompter", "oneshot"], tensors_sha256(state)
+    save_file(state, str(tmp_path / "full.safetensors"), metadata={CARD_KEY: card.to_json()})
+    full = load_bundle(tmp_path / "full.safetensors")[0]
+    assert isinstance(full.proposer, OneShotProposer) and not hasattr(full, "prompter")
+    assert full.state_dict().keys() == lean.state_dict().keys()
+    assert all(torch.equal(full.state_dict()[k], v) for k, v in lean.state_dict().items())

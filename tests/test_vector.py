@@ -159,6 +159,15 @@ def ships_fixture(n=3):
     return ship_table(gpd.GeoSeries(hulls, crs="EPSG:32631"), [0.9] * n, "scene", "model")
 
 
+@pytest.mark.parametrize("column, decimals", [("length_m", 1), ("beam_m", 1), ("heading_deg", 1), ("area_m2", 0),
+                                              ("lon", 6)])
+def test_ship_table_rounds_measurements(column, decimals):
+    """0.1 m and 0.1 degree in the output, so a table or a label never shows 87.2066511 m; positions to 1e-6."""
+    values = ships_fixture()[column].to_numpy()
+    assert np.array_equal(values, np.round(values, decimals))
+    assert ships_fixture()["length_m"].iloc[0] == pytest.approx(200.0, abs=0.1)
+
+
 def test_geojson_is_rfc7946(tmp_path):
     ships = ships_fixture()
     # clockwise exterior on purpose: the writer must orient it

@@ -3,7 +3,8 @@
 It "detects" the truth ships written beside the scene (SCENE with .geojson), after emitting JSON progress lines.
 Environment knobs: FAKE_SHIPSEG_TILES (default 4), FAKE_SHIPSEG_DELAY (seconds per tile, default 0.05),
 FAKE_SHIPSEG_PIDFILE (write this process's pid and its child's), FAKE_SHIPSEG_CHILD=1 (start a child process
-that sleeps, like a data-loader worker, to check that a cancel kills the whole tree).
+that sleeps, like a data-loader worker, to check that a cancel kills the whole tree), FAKE_SHIPSEG_LOG (write the
+arguments and the number of prompt features there), FAKE_SHIPSEG_VERSION_DELAY (seconds `--version` takes).
 """
 
 import argparse
@@ -91,6 +92,7 @@ def detect(args):
 
 def main():
     if sys.argv[1:] == ["--version"]:
+        time.sleep(float(os.environ.get("FAKE_SHIPSEG_VERSION_DELAY", "0")))
         print("shipseg, version 0.0.0-fake")
         return
     p = argparse.ArgumentParser(prog="shipseg")
@@ -109,6 +111,10 @@ def main():
     for opt in ("boxes", "points", "model"):
         if getattr(args, opt) and not Path(getattr(args, opt)).is_file():
             fail(f"{getattr(args, opt)}: no such file (--{opt})")
+    if os.environ.get("FAKE_SHIPSEG_LOG"):
+        prompts = args.points or args.boxes
+        n = len(json.loads(Path(prompts).read_text())["features"]) if prompts else 0
+        Path(os.environ["FAKE_SHIPSEG_LOG"]).write_text(json.dumps({"argv": sys.argv[1:], "prompts": n}))
     detect(args)
 
 

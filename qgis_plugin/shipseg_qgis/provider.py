@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import os
+import shutil
 import tempfile
 
-from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransform, QgsFeatureRequest, QgsProcessing,
-                       QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingOutputNumber,
+from qgis.core import (QgsFeatureRequest, QgsProcessing, QgsProcessingAlgorithm, QgsProcessingException,
+                       QgsProcessingLayerPostProcessorInterface, QgsProcessingOutputNumber,
                        QgsProcessingParameterEnum, QgsProcessingParameterFeatureSource, QgsProcessingParameterFile,
                        QgsProcessingParameterRasterLayer, QgsProcessingParameterString,
                        QgsProcessingParameterVectorDestination, QgsProcessingProvider, QgsVectorFileWriter,
-                       QgsVectorLayer, QgsWkbTypes)
+                       QgsVectorLayer)
 from qgis.PyQt.QtGui import QIcon
 
 from . import runner, settings
 from .layers import local_raster_path
+from .prompts import write_prompts
+from .styling import style_ships
 
 ICON = os.path.join(os.path.dirname(__file__), "icon.svg")
 NATIVE_EXTENSIONS = ["gpkg", "geojson", "fgb"]  # written by shipseg itself; others are converted by QGIS
@@ -44,32 +46,15 @@ class ShipsegProvider(QgsProcessingProvider):
         return list(NATIVE_EXTENSIONS) + ["shp"]
 
 
-def _write_prompts(source, crs_transform_context, feedback) -> tuple:
-    """Write a prompt layer as GeoJSON (WGS84) for shipseg; return (path, kind) with kind "boxes" or "points"."""
-    geom_type = QgsWkbTypes.geometryType(source.wkbType())
-    if geom_type == QgsWkbTypes.PointGeometry:
-        kind = "points"
-    elif geom_type == QgsWkbTypes.PolygonGeometry:
-        kind = "boxes"
-    else:
-        raise QgsProcessingException("The prompt layer must hold points or polygons (boxes).")
-    xform = QgsCoordinateTransform(source.sourceCrs(), QgsCoordinateReferenceSystem("EPSG:4326"),
-                                   crs_transform_context)
-    features = []
-    for feat in source.getFeatures(QgsFeatureRequest().setNoAttributes()):
-        if feedback.isCanceled():
-            break
-        geom = feat.geometry()
-        if geom is None or geom.isEmpty():
-            continue
-        geom.transform(xform)
-        features.append({"type": "Feature", "properties": {}, "geometry": json.loads(geom.asJson(8))})
-    if not features:
-        raise QgsProcessingException("The prompt layer has no features.")
-    fd, path = tempfile.mkstemp(prefix=f"shipseg_{kind}_", suffix=".geojson")
-    with os.fdopen(fd, "w") as fh:
-        json.dump({"type": "FeatureCollection", "features": features}, fh)
-    return path, kind
+class ShipsStyler(QgsProcessingLayerPostProcessorInterface):
+    """Styles the output layer QGIS loads after a run like the toolbar button's (outline, length labels)."""
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 - the name QGIS calls
+        if isinstance(layer, QgsVectorLayer):
+            style_ships(layer)
+
+
+_STYLER = ShipsStyler()  # QGIS keeps a pointer, not a reference: it must outlive every run
 
 
 class DetectShipsAlgorithm(QgsProcessingAlgorithm):
@@ -130,41 +115,56 @@ class DetectShipsAlgorithm(QgsProcessingAlgorithm):
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         ext = os.path.splitext(output)[1].lower().lstrip(".")
         direct = ext in NATIVE_EXTENSIONS and "|" not in output and not output.startswith(("ogr:", "memory:"))
-        tmpdir = tempfile.mkdtemp(prefix="shipseg_")
+        tmpdir = None if direct else tempfile.mkdtemp(prefix="shipseg_")
         shipseg_out = output if direct else os.path.join(tmpdir, "ships.gpkg")
+        try:
+            done = self._run(exe, scene, shipseg_out, model, bands, device, parameters, context, feedback)
+            if not direct:
+                self._convert(done.get("output") or shipseg_out, output, context)
+        except QgsProcessingException:
+            if direct:
+                runner.remove_files([output])
+            raise
+        finally:
+            if tmpdir:
+                shutil.rmtree(tmpdir, ignore_errors=True)
+        if context.willLoadLayerOnCompletion(output):
+            details = context.layerToLoadOnCompletionDetails(output)
+            details.name = f"{raster.name()} ships"
+            details.setPostProcessor(_STYLER)
+        feedback.pushInfo(f"{int(done.get('ships', 0))} ships found in '{raster.name()}'.")
+        return {self.OUTPUT: output, self.SHIPS: int(done.get("ships", 0))}
+
+    def _run(self, exe, scene, shipseg_out, model, bands, device, parameters, context, feedback) -> dict:
+        """Write the prompts, run shipseg to ``shipseg_out`` and return its final event."""
         cleanup = []
         boxes = points = None
         source = self.parameterAsSource(parameters, self.PROMPTS, context)
         if source is not None:
-            path, kind = _write_prompts(source, context.transformContext(), feedback)
+            try:
+                path, kind = write_prompts(source.getFeatures(QgsFeatureRequest().setNoAttributes()),
+                                           source.sourceCrs(), source.wkbType(), context.transformContext(),
+                                           feedback.isCanceled)
+            except runner.ShipsegError as exc:
+                raise QgsProcessingException(str(exc))
             cleanup.append(path)
             boxes, points = (path, None) if kind == "boxes" else (None, path)
         cmd = runner.build_detect_command(exe, scene, shipseg_out, model=model, bands=bands, boxes=boxes,
                                           points=points, device=device)
         feedback.pushCommandInfo(" ".join(cmd))
 
-        def progress(done, total, ships):
+        def progress(done, total, _ships):  # the dialog's progress bar; log lines would flood the log
             if total:
                 feedback.setProgress(100.0 * done / total)
-            feedback.setProgressText(f"{done}/{total} tiles, {ships} ships")
 
         try:
-            done = runner.run_shipseg(cmd, progress, feedback.isCanceled, feedback.pushDebugInfo)
+            return runner.run_shipseg(cmd, progress, feedback.isCanceled, feedback.pushDebugInfo)
         except runner.ShipsegCancelled:
-            if direct and os.path.exists(output):
-                os.remove(output)
             raise QgsProcessingException("Ship detection was cancelled.")
         except runner.ShipsegError as exc:
             raise QgsProcessingException(str(exc))
         finally:
-            for path in cleanup:
-                try:
-                    os.remove(path)
-                except OSError:
-                    pass
-        if not direct:
-            self._convert(done.get("output") or shipseg_out, output, context)
-        return {self.OUTPUT: output, self.SHIPS: int(done.get("ships", 0))}
+            runner.remove_files(cleanup)
 
     @staticmethod
     def _convert(src: str, dst: str, context) -> None:

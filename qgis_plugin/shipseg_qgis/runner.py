@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-INSTALL_HINT = ("Install it in its own Python environment with `pip install shipseg`, then set the path of its "
-                "`shipseg` executable (or of the environment folder) in Plugins > Shipseg > Settings.")
+INSTALL_HINT = ("Install it from a clone of the shipseg repository with `make install`, then set "
+                "<clone>/.venv/bin/shipseg (or the <clone>/.venv folder) in Plugins > Shipseg > Settings.")
+REINSTALL_HINT = "Update its clone and run `make install` there again."
 DEVICES = ("auto", "cpu", "cuda")
 OUTPUT_FORMATS = ("gpkg", "geojson", "fgb", "parquet")
 # Variables that QGIS (or its installer) sets for its own Python, GDAL and PROJ; passed on, they make the shipseg
@@ -35,7 +36,11 @@ class ShipsegError(Exception):
 
 
 class ShipsegNotFound(ShipsegError):
-    """No usable shipseg executable."""
+    """No usable shipseg executable: ``problem`` says what is wrong, the message adds how to install it."""
+
+    def __init__(self, problem: str):
+        super().__init__(f"{problem} {INSTALL_HINT}")
+        self.problem = problem
 
 
 class ShipsegCancelled(ShipsegError):
@@ -43,7 +48,8 @@ class ShipsegCancelled(ShipsegError):
 
 
 def _candidates(folder: Path):
-    for rel in ("bin/shipseg", "Scripts/shipseg.exe", "Scripts/shipseg", "shipseg", "shipseg.exe"):
+    for rel in ("bin/shipseg", "Scripts/shipseg.exe", "Scripts/shipseg", "shipseg", "shipseg.exe",
+                ".venv/bin/shipseg", ".venv/Scripts/shipseg.exe"):  # an environment, or a clone after make install
         yield folder / rel
 
 
@@ -63,12 +69,11 @@ def resolve_executable(configured: Optional[str] = None) -> str:
             for cand in _candidates(path):
                 if _is_exe(cand):
                     return str(cand)
-            raise ShipsegNotFound(f"No shipseg executable in the folder {path} (looked for bin/shipseg and "
-                                  f"Scripts/shipseg.exe). {INSTALL_HINT}")
+            raise ShipsegNotFound(f"No bin/shipseg nor .venv/bin/shipseg in the folder {path}.")
         if _is_exe(path):
             return str(path)
         what = "is not executable" if path.exists() else "does not exist"
-        raise ShipsegNotFound(f"The configured shipseg executable {path} {what}. {INSTALL_HINT}")
+        raise ShipsegNotFound(f"The shipseg executable {path} {what}.")
     found = shutil.which("shipseg")
     if found:
         return found
@@ -76,7 +81,7 @@ def resolve_executable(configured: Optional[str] = None) -> str:
         for cand in _candidates(folder):
             if _is_exe(cand):
                 return str(cand)
-    raise ShipsegNotFound(f"shipseg was not found on PATH. {INSTALL_HINT}")
+    raise ShipsegNotFound("shipseg is not on PATH.")
 
 
 def child_env(extra: Optional[dict] = None) -> dict:
@@ -103,6 +108,16 @@ def build_detect_command(exe: str, scene: str, output: str, model: Optional[str]
     return cmd
 
 
+def remove_files(paths) -> None:
+    """Remove what exists of ``paths`` (partial outputs, temporary prompt files); never raises."""
+    for path in paths:
+        try:
+            if path and os.path.exists(path):
+                os.remove(path)
+        except OSError:
+            pass
+
+
 def _popen(cmd: Sequence[str], env: dict) -> subprocess.Popen:
     kwargs = dict(stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                   text=True, encoding="utf-8", errors="replace", bufsize=1)
@@ -113,7 +128,7 @@ def _popen(cmd: Sequence[str], env: dict) -> subprocess.Popen:
     try:
         return subprocess.Popen(list(cmd), **kwargs)
     except OSError as exc:
-        raise ShipsegNotFound(f"Could not start {cmd[0]}: {exc.strerror or exc}. {INSTALL_HINT}") from None
+        raise ShipsegNotFound(f"Could not start {cmd[0]}: {exc.strerror or exc}.") from None
 
 
 def kill_tree(proc: subprocess.Popen, grace_s: float = 3.0) -> None:
@@ -153,13 +168,13 @@ def _pump(stream, sink: Callable[[Optional[str]], None]) -> None:
         sink(None)
 
 
-def _failure_message(cmd: Sequence[str], code: int, stderr_lines) -> str:
+def failure_message(cmd: Sequence[str], code: int, stderr_lines) -> str:
     lines = [ln for ln in stderr_lines if ln.strip()]
     errors = [ln for ln in lines if ln.startswith("Error:")]
     if errors:  # shipseg's own one-sentence error (bad input, exit 2)
         text = errors[-1][len("Error:"):].strip()
         if "No such command 'detect'" in text:
-            return f"{cmd[0]} has no `detect` command: upgrade it with `pip install -U shipseg`."
+            return f"{cmd[0]} has no `detect` command. {REINSTALL_HINT}"
         return f"shipseg: {text}"
     if code < 0 or code > 128:
         sig = -code if code < 0 else code - 128
@@ -167,7 +182,7 @@ def _failure_message(cmd: Sequence[str], code: int, stderr_lines) -> str:
                 f"{lines[-1] if lines else 'none'}")
     last = lines[-1] if lines else "no error output"
     if any(("ModuleNotFoundError" in ln or "ImportError" in ln) for ln in lines):
-        return f"shipseg at {cmd[0]} is broken ({last}). Reinstall it with `pip install --force-reinstall shipseg`."
+        return f"shipseg at {cmd[0]} is broken ({last}). {REINSTALL_HINT}"
     return f"shipseg failed (exit code {code}): {last}"
 
 
@@ -240,22 +255,8 @@ def run_shipseg(cmd: Sequence[str], on_progress: Optional[Callable[[int, int, in
     if code != 0:
         if error_message and not any(ln.startswith("Error:") for ln in stderr_tail):
             stderr_tail.append(f"Error: {error_message}")
-        raise ShipsegError(_failure_message(cmd, code, stderr_tail))
+        raise ShipsegError(failure_message(cmd, code, stderr_tail))
     if done_event is None:
         raise ShipsegError(f"{cmd[0]} finished without reporting its output; is it a shipseg version with "
-                           f"`detect --progress json`? Upgrade it with `pip install -U shipseg`.")
+                           f"`detect --progress json`? {REINSTALL_HINT}")
     return done_event
-
-
-def version(exe: str, timeout_s: float = 120) -> str:
-    """``shipseg --version`` as one line; raises ShipsegError with what to install when it does not run."""
-    try:
-        res = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=timeout_s,
-                             env=child_env(), stdin=subprocess.DEVNULL)
-    except OSError as exc:
-        raise ShipsegNotFound(f"Could not start {exe}: {exc.strerror or exc}. {INSTALL_HINT}") from None
-    except subprocess.TimeoutExpired:
-        raise ShipsegError(f"{exe} --version did not answer within {timeout_s:.0f} s.") from None
-    if res.returncode != 0:
-        raise ShipsegError(_failure_message([exe], res.returncode, res.stderr.splitlines()))
-    return (res.stdout.strip().splitlines() or ["shipseg (unknown version)"])[-1]

@@ -19,7 +19,8 @@ import torch
 
 from samgeo_ship.errors import NoSuchBand, NoValidPixels, fail
 from samgeo_ship.inference.contrast import keep, ring_contrast
-from samgeo_ship.inference.predictor import TilePredictor, resolve_device
+from samgeo_ship.device import resolve_device
+from samgeo_ship.inference.predictor import TilePredictor
 from samgeo_ship.inference.prompts import assign_prompts, read_prompt_file
 from samgeo_ship.inference.stream import stream
 from samgeo_ship.models.bundle import BundleCard, load_bundle

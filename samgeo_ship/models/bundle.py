@@ -15,15 +15,27 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from samgeo_ship import __version__
+from samgeo_ship.version import __version__
 from samgeo_ship.atomic import atomic_file
 from samgeo_ship.errors import fail
 from samgeo_ship.models.lora import add_lora, is_lora_key
-from samgeo_ship.models.registry import CONFIGS, SamConfig, read_checkpoint
+from samgeo_ship.models.prompter import Prompter
+from samgeo_ship.models.proposer import Proposer
+from samgeo_ship.models.registry import CONFIGS, SamConfig, build_sam, read_checkpoint
 from samgeo_ship.models.shipsam import ShipSam
 
 CARD_KEY = "shipseg_card"
 FORMAT = "shipseg-bundle/1"
+
+# The proposer class (models.proposer.Proposer) each bundle ``kind`` carries. A feature package that adds a kind
+# registers it where its proposer is defined (samgeo_ship.oneshot: "oneshot"), so that models imports nothing above
+# it; samgeo_ship's __init__ imports those packages, so any loader finds every kind.
+BUNDLE_KINDS: dict[str, type[Proposer]] = {"shipsam": Prompter}
+
+
+def register_kind(kind: str, proposer: type[Proposer]) -> None:
+    """Let ``load_bundle`` load bundles of ``kind``, whose ships ``proposer`` proposes."""
+    BUNDLE_KINDS[kind] = proposer
 
 
 @dataclass
@@ -51,8 +63,8 @@ class BundleCard:
     weights_sha256: str = ""
     shipseg_version: str = __version__
     format: str = FORMAT
-    # "shipsam": the learned prompter proposes ships; "oneshot": their likeness to reference ships does
-    # (samgeo_ship.oneshot; its settings and provenance are in ``oneshot``).
+    # The proposer (BUNDLE_KINDS) - "shipsam": the learned prompter proposes ships; "oneshot": their likeness to
+    # reference ships does (samgeo_ship.oneshot; its settings and provenance are in ``oneshot``).
     kind: str = "shipsam"
     box_prior: float = 0.0  # ShipSam.box_prior the weights were trained with
     prompter_pixels: int = 0  # channels of the prompter's pixel branch (0: none, bundles older than it)
@@ -82,7 +94,7 @@ def save_bundle(model: ShipSam, card: BundleCard, path) -> Path:
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items() if is_stored(k, card.stored)}
     card.config = dataclasses.asdict(model.config)
     card.box_prior = model.box_prior
-    card.prompter_pixels = model.prompter.pixel_chans
+    card.prompter_pixels = getattr(model.proposer, "pixel_chans", 0)  # 0 without a learned prompter
     card.weights_sha256 = tensors_sha256(state)
     with atomic_file(path) as tmp:
         save_file(state, str(tmp), metadata={CARD_KEY: card.to_json()})
@@ -147,8 +159,10 @@ def load_bundle(path, device="cpu", base_checkpoint=None) -> tuple[ShipSam, Bund
         raise fail(path, f"is damaged ({str(exc).splitlines()[0]})") from None
     if tensors_sha256(state) != card.weights_sha256:
         raise fail(path, "its weights do not match the hash in its card (the file was modified or damaged)")
-    model = model_class(path, card).from_card(config, card)
-    model.box_prior = float(card.box_prior)
+    proposer = proposer_class(path, card)
+    model = ShipSam(build_sam(config), config, proposer.from_card(config, card), float(card.box_prior))
+    # Parts an older bundle of this kind stored but its proposer does not use (a oneshot bundle's base prompter).
+    state = {k: v for k, v in state.items() if k.split(".", 1)[0] not in proposer.unused_parts}
     if card.lora:
         add_lora(model.sam.image_encoder, int(card.lora["rank"]), float(card.lora["alpha"]))
     if not any(k.startswith("sam.image_encoder.") and not is_lora_key(k) for k in state):
@@ -160,16 +174,11 @@ def load_bundle(path, device="cpu", base_checkpoint=None) -> tuple[ShipSam, Bund
     return model.eval().to(device), card
 
 
-def model_class(path, card: BundleCard) -> type[ShipSam]:
-    """The ShipSam class a card's ``kind`` loads as."""
-    if card.kind == "shipsam":
-        return ShipSam
-    if card.kind == "oneshot":
-        # Imported here: samgeo_ship.oneshot builds on models (it imports only models below it at load time).
-        from samgeo_ship.oneshot.model import OneShotSam
-
-        return OneShotSam
-    raise fail(path, f"is a {card.kind!r} model bundle, which this version of shipseg cannot use")
+def proposer_class(path, card: BundleCard) -> type[Proposer]:
+    """The proposer a card's ``kind`` carries."""
+    if card.kind not in BUNDLE_KINDS:
+        raise fail(path, f"is a {card.kind!r} model bundle, which this version of shipseg cannot use")
+    return BUNDLE_KINDS[card.kind]
 
 
 def _base_encoder(path: Path, card: BundleCard, base_checkpoint) -> dict:
