@@ -14,7 +14,7 @@ from samgeo_ship.training import TrainConfig
 from samgeo_ship.training.advice import advise
 from samgeo_ship.training.data import open_dataset
 
-from test_training import ship_dataset
+from conftest import ship_dataset
 
 DEFAULT_MODEL = default_model()
 BASE = str(DEFAULT_MODEL)

@@ -11,16 +11,19 @@ from samgeo_ship.errors import ShipsegError
 def test_device_names():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
-    for name in ("gpu", "cuda:x", "cuda0"):
-        with pytest.raises(ShipsegError, match=f"unknown device '{name}'; choose auto, cpu or cuda"):
-            resolve_device(name)
+
+
+@pytest.mark.parametrize("name", ["gpu", "cuda:x", "cuda0"])
+def test_an_unknown_device_name_is_bad_input(name):
+    with pytest.raises(ShipsegError, match=f"unknown device '{name}'; choose auto, cpu or cuda"):
+        resolve_device(name)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
-def test_a_missing_gpu_is_bad_input():
-    for name in ("cuda", "cuda:1"):
-        with pytest.raises(ShipsegError, match=f"--device {name} was asked for, but no CUDA GPU is available"):
-            resolve_device(name)
+@pytest.mark.parametrize("name", ["cuda", "cuda:1"])
+def test_a_missing_gpu_is_bad_input(name):
+    with pytest.raises(ShipsegError, match=f"--device {name} was asked for, but no CUDA GPU is available"):
+        resolve_device(name)
 
 
 def test_no_autocast_on_the_cpu():

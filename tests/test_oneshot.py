@@ -9,12 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from affine import Affine
-from click.testing import CliRunner
 from rasterio.features import rasterize
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from shipseg_cli.main import cli
 from samgeo_ship.models.zoo import default_model
 from samgeo_ship.metrics import match
 from samgeo_ship.models import weights
@@ -24,18 +22,12 @@ from samgeo_ship.oneshot.proposer import MaskMix, OneShotProposer, low_res_boxes
 from samgeo_ship.oneshot.persam import choose_threshold, fit_mix
 from samgeo_ship.oneshot.propose import find_peaks, select, suppress
 
+from conftest import UTM, run_cli, ship, write_raster
+
 DEFAULT_MODEL = default_model()
 
-from conftest import write_raster
-from test_labels import ship
-
-UTM = Affine(10.0, 0, 500_000.0, 0, -10.0, 4_800_000.0)
 SIZE = 126  # with the default model's 64 px / 8.8 m tiles: 56 px windows, 42 px cores, 3 x 3 tiles
 HULLS = [ship(32, 36, 30, 6, 20), ship(92, 88, 34, 7, 110)]  # in two different tiles
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def write_labels(path, hulls):
@@ -58,7 +50,7 @@ def personal(tmp_path_factory, scene):
     """The default model personalised to the first ship only."""
     root = tmp_path_factory.mktemp("oneshot")
     out = root / "mine.safetensors"
-    result = run("oneshot", scene, write_labels(root / "one.geojson", HULLS[:1]), "-m", DEFAULT_MODEL, "-o", out,
+    result = run_cli("oneshot", scene, write_labels(root / "one.geojson", HULLS[:1]), "-m", DEFAULT_MODEL, "-o", out,
                  "--threads", 1, "--device", "cpu")
     assert result.exit_code == 0, result.output
     return out
@@ -86,7 +78,7 @@ def test_oneshot_writes_a_oneshot_bundle_with_fitted_weights(personal):
     assert targets.shape == (1, 128) and abs(float(targets.norm()) - 1) < 1e-4
     model, _ = load_bundle(personal)
     assert isinstance(model.proposer, OneShotProposer) and torch.allclose(model.oneshot.mix.logits, logits)
-    info = run("info", personal)
+    info = run_cli("info", personal)
     assert info.exit_code == 0
     assert any(line.split() == ["kind", "oneshot"] for line in info.output.splitlines())
     assert "oneshot.mix_weights" in info.output and "oneshot.similarity_threshold" in info.output
@@ -94,7 +86,7 @@ def test_oneshot_writes_a_oneshot_bundle_with_fitted_weights(personal):
 
 def test_detect_with_the_personal_bundle_finds_both_ships(tmp_path, personal, scene):
     out = tmp_path / "ships.geojson"
-    result = run("detect", scene, "-m", personal, "-o", out, "-q")
+    result = run_cli("detect", scene, "-m", personal, "-o", out, "-q")
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
     assert doc["type"] == "FeatureCollection"
@@ -108,11 +100,11 @@ def test_detect_with_the_personal_bundle_finds_both_ships(tmp_path, personal, sc
 def test_max_ships_keeps_the_first_labels(tmp_path, scene):
     out = tmp_path / "two.safetensors"
     labels = write_labels(tmp_path / "two.geojson", HULLS)
-    result = run("oneshot", scene, labels, "-m", DEFAULT_MODEL, "-o", out, "--max-ships", 1, "--threads", 1,
+    result = run_cli("oneshot", scene, labels, "-m", DEFAULT_MODEL, "-o", out, "--max-ships", 1, "--threads", 1,
                  "--steps", 5, "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert read_card(out).oneshot["reference_ships"] == 1
-    result = run("oneshot", scene, labels, "-m", DEFAULT_MODEL, "-o", out, "--threads", 1, "--steps", 5,
+    result = run_cli("oneshot", scene, labels, "-m", DEFAULT_MODEL, "-o", out, "--threads", 1, "--steps", 5,
                  "--device", "cpu", "--threshold", 0.25)
     assert result.exit_code == 0, result.output
     card = read_card(out)
@@ -147,7 +139,7 @@ def _bad(tmp_path, scene, personal, case):
 def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path, scene, personal, case, words):
     where, labels, base = _bad(tmp_path, scene, personal, case)
     out = tmp_path / "out.safetensors"
-    result = run("oneshot", where, labels, "-m", base, "-o", out, "--threads", 1)
+    result = run_cli("oneshot", where, labels, "-m", base, "-o", out, "--threads", 1)
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and words in lines[0], lines
