@@ -48,9 +48,10 @@ def batch(source, outdir, model, pattern, asset, fmt, workers, scheduler, retrie
         def report(state):
             print(json.dumps({"event": "progress", **state}), flush=True)
     else:
-        bar = tqdm(unit=" scenes", dynamic_ncols=True, leave=False)
-
         def report(state):
+            nonlocal bar
+            if bar is None:  # made at the first report, so a batch that cannot start prints only its error
+                bar = tqdm(unit=" scenes", dynamic_ncols=True, leave=False)
             bar.total = state["total"]
             bar.n = state["done"] + state["failed"] + state["skipped"]
             bar.set_postfix(failed=state["failed"], left=state["left"], ships=state["ships"], refresh=False)

@@ -9,9 +9,11 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from samgeo_ship.atomic import atomic_files
 from samgeo_ship.errors import NoValidPixels, ShipsegError
 from samgeo_ship.inference.detect import DEFAULT_MODEL, detect_scene, open_scene
 from samgeo_ship.models.bundle import read_card
+from samgeo_ship.outputs import check_outputs
 from samgeo_ship.raster import parse_bands
 from samgeo_ship.vector.preview import SHIP_COLOUR, render_preview
 from samgeo_ship.vector.writers import check_output, write_ships
@@ -19,44 +21,68 @@ from samgeo_ship.vector.writers import check_output, write_ships
 
 @contextlib.contextmanager
 def one_line_warnings():
-    """Show library warnings (e.g. resolution) as one 'Warning: ...' line on stderr."""
+    """Show shipseg's own warnings (e.g. resolution, undeclared fill) as one 'Warning: ...' line on stderr; those of
+    the libraries below (GDAL's "no geotransform", numpy's "invalid value") are noise around a one-line error."""
+    def show(message, category, *args, **kwargs):
+        if category.__module__.startswith("samgeo_ship"):
+            click.echo(f"Warning: {message}", err=True)
+
     with warnings.catch_warnings():
         warnings.simplefilter("always")
-        warnings.showwarning = lambda message, *a, **k: click.echo(f"Warning: {message}", err=True)
+        warnings.showwarning = show
         yield
 
 
 @contextlib.contextmanager
 def progress_reporter(mode: str):
     """Yield ``update(tiles_done, tiles_total, ships)``: a tqdm bar (tiles, ships, time left) on stderr, one JSON
-    object per line on stdout, or nothing."""
+    object per line on stdout, or nothing. ``update.plan(info)`` reports the plan measured on the first batch
+    (tiles in all, seconds per tile, estimated time; see detect_scene's ``on_plan``) as a ``plan`` event or a
+    line above the bar, so a scene that would take days says so before it does."""
     if mode == "json":
         def update(done, total, ships):
             print(json.dumps({"event": "progress", "tiles_done": done, "tiles_total": total, "ships": ships}),
                   flush=True)
+        update.plan = lambda info: print(json.dumps({"event": "plan", **info}), flush=True)
         yield update
         return
     if mode == "none":
-        yield lambda done, total, ships: None
+        update = lambda done, total, ships: None
+        update.plan = lambda info: None
+        yield update
         return
-    bar = tqdm(unit=" tiles", dynamic_ncols=True, leave=False, file=sys.stderr)
+    bar = None
 
     def update(done, total, ships):
+        nonlocal bar
+        if bar is None:  # made at the first report, so a scene refused at once prints only its error
+            bar = tqdm(unit=" tiles", dynamic_ncols=True, leave=False, file=sys.stderr)
         bar.total = total
         bar.n = done
         bar.set_postfix(ships=ships, refresh=False)
         bar.refresh()
 
+    update.plan = lambda info: tqdm.write(f"{info['tiles_total']} tiles, about {_duration(info['eta_s'])} at "
+                                         f"{info['seconds_per_tile']:.3g} s per tile", file=sys.stderr)
     try:
         yield update
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
 
 
-def write_preview(scene, model, bands, ships, preview: Path) -> None:
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:,.0f} h"
+
+
+def write_preview(scene, model, bands, ships, preview: Path, nodata=None) -> None:
     """The quick-look PNG; a scene with no valid pixels has nothing to show (detect already warned)."""
     try:
-        opened = open_scene(scene, read_card(model), parse_bands(bands))
+        opened = open_scene(scene, read_card(model), parse_bands(bands), nodata)
     except NoValidPixels:
         return
     with opened:
@@ -92,9 +118,11 @@ def output_path(scene: Path, output) -> Path:
 @click.option("--preview", type=click.Path(dir_okay=False, path_type=Path), help="Also write a quick-look PNG.")
 @click.option("--progress", "progress_mode", type=click.Choice(["bar", "json", "none"]), default="bar",
               show_default=True, help="json: one JSON object per line on stdout (for the QGIS plugin).")
+@click.option("--nodata", type=float, default=None, metavar="VALUE",
+              help="Pixels of this value in every band are fill, not image (for a scene that declares no nodata).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
 def detect(scene, model, output, bands, boxes, points, tile_size, overlap, batch_size, device, preview, progress_mode,
-           quiet):
+           nodata, quiet):
     """Find the ships in SCENE and write them as polygons with score, area, length, beam, heading and position.
 
     Example: shipseg detect scene.tif -m ships.safetensors -o ships.gpkg --preview quicklook.png
@@ -103,16 +131,18 @@ def detect(scene, model, output, bands, boxes, points, tile_size, overlap, batch
         progress_mode = "none"
     out = output_path(scene, output)
     try:
-        check_output(out)
+        check_output(out, inputs=[scene, model, boxes, points])
         if preview is not None and preview.suffix.lower() != ".png":
             raise ShipsegError(f"{preview}: the preview is written as PNG; name it *.png")
+        check_outputs([out, preview], inputs=[scene, model, boxes, points])
         with one_line_warnings(), progress_reporter(progress_mode) as update:
             ships = detect_scene(scene, model, bands=parse_bands(bands), boxes=boxes, points=points,
                                  batch_size=batch_size, device=device, progress=update, tile_size=tile_size,
-                                 overlap=overlap)
-        write_ships(ships, out)
-        if preview is not None:
-            write_preview(scene, model, bands, ships, preview)
+                                 overlap=overlap, nodata=nodata, on_plan=update.plan)
+        with atomic_files(out, preview) as (out_tmp, preview_tmp):  # both outputs or neither
+            write_ships(ships, out_tmp)
+            if preview is not None:
+                write_preview(scene, model, bands, ships, preview_tmp, nodata)
     except ShipsegError as exc:
         if progress_mode == "json":  # the plugin reads stdout only; the group still prints the line on stderr
             print(json.dumps({"event": "error", "message": str(exc)}), flush=True)

@@ -6,8 +6,9 @@ from pathlib import Path
 import click
 
 from cli.detect import one_line_warnings, progress_reporter
-from samgeo_ship.atomic import atomic_file
+from samgeo_ship.atomic import atomic_files
 from samgeo_ship.inference.evaluate import evaluate_scene
+from samgeo_ship.outputs import check_outputs
 from samgeo_ship.raster import parse_bands
 
 
@@ -28,10 +29,11 @@ def evaluate(model, scene, truth, bands, json_path, figure, batch_size, device, 
 
     Example: shipseg evaluate ships.safetensors scene.tif truth.geojson --json scores.json --figure scores.png
     """
-    with one_line_warnings(), progress_reporter("none" if quiet else "bar") as update:
-        result = evaluate_scene(model, scene, truth, bands=parse_bands(bands), batch_size=batch_size, device=device,
-                                progress=update, figure=figure)
-    if json_path is not None:
-        with atomic_file(json_path) as tmp:
-            Path(tmp).write_text(json.dumps(result.to_dict(), indent=1))
+    check_outputs({json_path: {".json"}, figure: {".png"}}, inputs=[model, scene, truth])
+    with atomic_files(json_path, figure) as (json_tmp, figure_tmp):  # both outputs or neither
+        with one_line_warnings(), progress_reporter("none" if quiet else "bar") as update:
+            result = evaluate_scene(model, scene, truth, bands=parse_bands(bands), batch_size=batch_size,
+                                    device=device, progress=update, figure=figure_tmp)
+        if json_path is not None:
+            json_tmp.write_text(json.dumps(result.to_dict(), indent=1))
     click.echo(result.table())

@@ -1,19 +1,30 @@
 """The Click group class every `shipseg` group uses: bad input becomes one line on stderr and exit code 2."""
 
+import logging
 import sys
 
 import click
 
 from samgeo_ship.errors import ShipsegError
 
+# Libraries that log their own warnings (GDAL through rasterio, OGR through pyogrio) print them before our one
+# line when a file is bad ("not a TIFF", "NaN coordinates"); the error says what matters, once.
+QUIET_LOGGERS = ("rasterio", "pyogrio", "fiona")
+
 
 class ShipsegGroup(click.Group):
     """Turns a ShipsegError raised anywhere below into ``Error: <message>`` on stderr and exit code 2 (also when
-    a sub-group such as ``weights`` runs on its own, as in tests)."""
+    a sub-group such as ``weights`` runs on its own, as in tests), and so does a bad parameter such as a folder
+    given where a file is expected (Click would print its usage text around it)."""
 
     def invoke(self, ctx):
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).addHandler(logging.NullHandler())
         try:
             return super().invoke(ctx)
         except ShipsegError as exc:
             click.echo(f"Error: {exc}", err=True)
+            sys.exit(2)
+        except click.BadParameter as exc:
+            click.echo(f"Error: {exc.format_message()}", err=True)
             sys.exit(2)

@@ -2,6 +2,7 @@
 
 import click
 
+from cli.detect import one_line_warnings
 from cli.progress import progress_bar
 from samgeo_ship.dataset import prepare_dataset
 
@@ -17,17 +18,19 @@ from samgeo_ship.dataset import prepare_dataset
               help="Polygons (any vector format, any CRS) inside which every ship is labelled: the rest of the scene "
                    "becomes nodata, so its unlabelled ships are not taught as background. For a partly labelled "
                    "scene, e.g. 20 ships labelled in one basin.")
-@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+@click.option("--nodata", type=float, default=None, metavar="VALUE",
+              help="Pixels of this value in every band are fill, not image (for a scene that declares no nodata).")
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it is a dataset made by shipseg prepare.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def prepare(scene, labels, output, bands, tile_size, overlap, labelled_area, overwrite, quiet):
+def prepare(scene, labels, output, bands, tile_size, overlap, labelled_area, nodata, overwrite, quiet):
     """Tile SCENE and rasterise the ships in LABELS (GeoJSON, GeoPackage, Shapefile, GeoParquet or COCO JSON)
     into a training dataset.
 
     Example: shipseg prepare scene.tif ships.geojson -o dataset/ --bands B04,B03,B02
     """
-    with progress_bar("tiles", quiet) as update:
+    with one_line_warnings(), progress_bar("tiles", quiet) as update:
         summary = prepare_dataset(scene, labels, output, bands=bands, tile_size=tile_size, overlap=overlap,
-                                  overwrite=overwrite, progress=update, labelled_area=labelled_area)
+                                  overwrite=overwrite, progress=update, labelled_area=labelled_area, nodata=nodata)
     dropped = ", ".join(f"{n} {reason}" for reason, n in summary.dropped.items()) or "none"
     area = f", {summary.tiles_outside_area} outside the labelled area" if labelled_area else ""
     click.echo(f"{output}: {summary.tiles} tiles ({summary.tiles_skipped_nodata} skipped as nodata{area}), "

@@ -7,6 +7,7 @@ import click
 
 from cli.progress import progress_bar
 from samgeo_ship.errors import fail
+from samgeo_ship.outputs import check_outputs
 from samgeo_ship.synthetic import SynthSpec, plan_scene, write_raster, write_truth
 
 
@@ -45,8 +46,7 @@ def _synth(out, truth, size, pixel_size, crs, center, bands, ships, seed, seam_e
     for path in (out, truth):
         if path.exists() and not overwrite:
             raise fail(path, "already exists; pass --overwrite to replace it")
-        if not path.parent.is_dir():
-            raise fail(path, "its folder does not exist")
+    check_outputs({out: {".tif", ".tiff"}, truth: {".geojson", ".json"}})
     spec = SynthSpec(width, height, pixel_size_m=pixel_size, crs=crs, bands=bands, n_ships=ships, seed=seed,
                      seam_every_px=seam_every, nodata_fraction=nodata_fraction, center_lonlat=tuple(center))
     result = plan_scene(spec, out)  # checks the spec before anything is shown or written

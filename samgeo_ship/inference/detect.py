@@ -9,6 +9,7 @@ import dataclasses
 import os
 import queue
 import threading
+import time
 import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -75,11 +76,14 @@ def tile_grid(scene, card) -> TileGrid:
     scene pixel size`` scene pixels (rounded), later resampled to the model's input size. Refuses scenes more than
     MAX_RESAMPLE times finer or coarser than the model's pixels; warns when ships become too few pixels."""
     pixel_m = scene.ground_pixel_size_m
-    ratio = card.pixel_size_m / pixel_m  # scene pixels per training pixel
-    if not 1 / MAX_RESAMPLE <= ratio <= MAX_RESAMPLE:
-        raise fail(scene.path, f"its pixels are {pixel_m:.3g} m but the model was trained on {card.pixel_size_m:g} m "
-                               f"pixels, more than {MAX_RESAMPLE:g}x apart (resample the scene to between "
-                               f"{card.pixel_size_m / MAX_RESAMPLE:g} and {card.pixel_size_m * MAX_RESAMPLE:g} m)")
+    for side_m in scene.ground_pixel_sizes_m:  # both sides: near a pole the mean hides a 2 mm x 11 m pixel
+        ratio = card.pixel_size_m / side_m if side_m > 0 else float("inf")  # scene pixels per training pixel
+        if not 1 / MAX_RESAMPLE <= ratio <= MAX_RESAMPLE:
+            raise fail(scene.path, f"its pixels are {side_m:.3g} m but the model was trained on "
+                                   f"{card.pixel_size_m:g} m pixels, more than {MAX_RESAMPLE:g}x apart (resample the "
+                                   f"scene to between {card.pixel_size_m / MAX_RESAMPLE:g} and "
+                                   f"{card.pixel_size_m * MAX_RESAMPLE:g} m)")
+    ratio = card.pixel_size_m / pixel_m
     if pixel_m > card.pixel_size_m * 1.25:
         warnings.warn(f"{scene.path.name}: pixels are {pixel_m:.3g} m, coarser than the model's {card.pixel_size_m:g} "
                       f"m; ships shorter than about {MIN_SHIP_PX * pixel_m:.0f} m are below what the model resolves "
@@ -89,11 +93,12 @@ def tile_grid(scene, card) -> TileGrid:
     return TileGrid.for_scene(scene, size, overlap_px=overlap)
 
 
-def open_scene(path, card, bands=None) -> Scene:
-    """Open ``path`` with the model's bands (or ``bands``) and the model's normalisation method."""
+def open_scene(path, card, bands=None, nodata: float | None = None) -> Scene:
+    """Open ``path`` with the model's bands (or ``bands``) and the model's normalisation method; ``nodata``: the
+    fill value of a scene that does not declare one (see Scene.open)."""
     chosen = bands if bands is not None else card.bands
     try:
-        probe = Scene.open(path, bands=chosen)
+        probe = Scene.open(path, bands=chosen, nodata=nodata)
     except ShipsegError as exc:
         if bands is not None or "no band named" not in str(exc):
             raise
@@ -102,15 +107,19 @@ def open_scene(path, card, bands=None) -> Scene:
         if named:
             raise fail(path, f"has no bands named {','.join(card.bands)} as the model expects; name the scene's "
                              "matching bands with --bands (e.g. --bands 3,2,1)") from None
+        chosen, probe = None, Scene.open(path, nodata=nodata)
+        if probe.crs is None:  # a scene that will be refused says only why, without the warning below
+            probe.close()
+            probe.require_crs()
         # Bands without names cannot be checked; the first three are the common RGB order.
         warnings.warn(f"{Path(path).name}: bands have no names, using bands 1-3 as {','.join(card.bands)} "
                       "(choose others with --bands)", DetectWarning, stacklevel=3)
-        chosen, probe = None, Scene.open(path)
     with probe:
+        probe.require_crs()
         if len(probe.band_indexes) not in (1, 3):
             raise fail(path, f"{len(probe.band_indexes)} bands were selected but the model takes 3 (or 1)")
         norm = _normalisation(probe, card)
-    return Scene.open(path, bands=chosen, normalisation=norm)
+    return Scene.open(path, bands=chosen, normalisation=norm, nodata=nodata)
 
 
 def _normalisation(scene, card) -> Normalisation:
@@ -123,7 +132,8 @@ def _normalisation(scene, card) -> Normalisation:
 def detect_scene(scene_path, model=DEFAULT_MODEL, bands=None, boxes=None, points=None, batch_size: int = 4,
                  device: str = "auto", progress: Callable[[int, int, int], None] | None = None,
                  tile_size: int | None = None, overlap: int | None = None,
-                 on_merger: Callable[[ShipMerger], None] | None = None) -> gpd.GeoDataFrame:
+                 on_merger: Callable[[ShipMerger], None] | None = None, nodata: float | None = None,
+                 on_plan: Callable[[dict], None] | None = None) -> gpd.GeoDataFrame:
     """Find the ships in a scene.
 
     Args:
@@ -141,6 +151,9 @@ def detect_scene(scene_path, model=DEFAULT_MODEL, bands=None, boxes=None, points
         tile_size, overlap: override the bundle card's (see ``with_tiling``).
         on_merger: called with the ShipMerger holding every part found, before the table is made (``calibrate``
             re-merges the parts above each threshold from it).
+        nodata: the fill value of a scene that declares none (pixels of that value in every band are invalid).
+        on_plan: called once, after the first batch, with ``tiles_total``, ``tiles_done``, ``seconds_per_tile``
+            (measured on that batch) and ``eta_s``, so a scene that would take days is known before it does.
 
     Returns a GeoDataFrame in the scene CRS with the columns of ``vector.attributes.COLUMNS`` (plus ``prompt``, the
     index of the user prompt, with boxes/points), one Polygon per ship, ids ordered north to south; empty, with a
@@ -151,7 +164,7 @@ def detect_scene(scene_path, model=DEFAULT_MODEL, bands=None, boxes=None, points
     if boxes is not None and points is not None:
         raise fail(scene_path, "give either box prompts or point prompts, not both")
     try:
-        opened = open_scene(scene_path, card, bands)
+        opened = open_scene(scene_path, card, bands, nodata)
     except NoValidPixels as exc:
         user_prompts = boxes is not None or points is not None
         return _no_ships(scene_path, card, bands, model_name, str(exc), progress, user_prompts)
@@ -163,7 +176,7 @@ def detect_scene(scene_path, model=DEFAULT_MODEL, bands=None, boxes=None, points
         # The learned prompter's specks (a glint, a fleck of foam) are dropped; a user's prompt is always answered.
         min_px = MIN_SHIP_PX * card.pixel_size_m / scene.ground_pixel_size_m if prompts is None else 0.0
         with _torch_threads(dev):
-            _run(scene, grid, predictor, prompts, max(1, int(batch_size)), merger, progress, min_px)
+            _run(scene, grid, predictor, prompts, max(1, int(batch_size)), merger, progress, min_px, on_plan)
         if on_merger:
             on_merger(merger)
         merged = merger.ships() if prompts is not None else suppress_overlaps(merger.ships())
@@ -232,18 +245,19 @@ def _torch_threads(device):
         torch.set_num_threads(before)
 
 
-def _run(scene, grid, predictor, prompts, batch_size, merger: ShipMerger, progress, min_px: float = 0.0) -> None:
+def _run(scene, grid, predictor, prompts, batch_size, merger: ShipMerger, progress, min_px: float = 0.0,
+         on_plan=None) -> None:
     """The streaming loop: read ahead -> encode/decode in batches -> vectorise in the background -> ``merger``.
     Progress reports the distinct ships merged so far; detect_scene makes the last report, after dropping
     duplicates (``suppress_overlaps``), with the number of ships it returns."""
-    total, done = len(grid), 0
+    total, done, start, plan = len(grid), 0, time.perf_counter(), on_plan
     pending: deque = deque()
     wanted = set(prompts) if prompts is not None else None
     reader = Prefetch(_read_tiles(scene, grid, wanted), depth=2 * batch_size)
     batch: list = []
 
     def flush():
-        nonlocal done
+        nonlocal done, plan
         if batch:
             tile_prompts = [prompts.get((t.row, t.col)) for t, _, _ in batch] if prompts is not None else None
             detections = predictor.predict(np.stack([image for _, image, _ in batch]), tile_prompts)
@@ -251,6 +265,11 @@ def _run(scene, grid, predictor, prompts, batch_size, merger: ShipMerger, progre
             pending.append(pool.submit(_tile_parts, items, prompts is None, min_px))
             done += len(batch)
             batch.clear()
+            if plan is not None:
+                per_tile = (time.perf_counter() - start) / done
+                plan({"tiles_total": total, "tiles_done": done, "seconds_per_tile": round(per_tile, 4),
+                      "eta_s": round(per_tile * (total - done), 1)})
+                plan = None
         while pending and (len(pending) > PENDING_BATCHES or pending[0].done()):
             merger.add(pending.popleft().result())
         if progress:
