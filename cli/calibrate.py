@@ -34,7 +34,7 @@ def calibrate(model, scene, truth, more, bands, contrast_band, dry_run, batch_si
     """
     if len(more) % 2:
         raise fail(more[-1], "scenes and truths come in pairs (SCENE TRUTH): no truth file follows this scene")
-    with one_line_warnings(), progress_reporter("none" if quiet else "bar") as update:
+    with one_line_warnings() as release, progress_reporter("none" if quiet else "bar", release) as update:
         result = run_calibration(model, scene, truth, bands=parse_bands(bands), batch_size=batch_size, device=device,
                                  progress=update, write=not dry_run,
                                  more=list(zip(more[::2], more[1::2])), contrast_band=contrast_band)

@@ -22,32 +22,49 @@ from samgeo_ship.vector.writers import check_output, write_ships
 @contextlib.contextmanager
 def one_line_warnings():
     """Show shipseg's own warnings (e.g. resolution, undeclared fill) as one 'Warning: ...' line on stderr; those of
-    the libraries below (GDAL's "no geotransform", numpy's "invalid value") are noise around a one-line error."""
+    the libraries below (GDAL's "no geotransform", numpy's "invalid value") are noise around a one-line error.
+
+    Yields ``release()``: warnings are held until it is called (at the first progress report) or the block ends
+    without error, so input refused before any work is done prints its error line alone."""
+    held = []
+
     def show(message, category, *args, **kwargs):
         if category.__module__.startswith("samgeo_ship"):
+            if held is None:
+                click.echo(f"Warning: {message}", err=True)
+            else:
+                held.append(message)
+
+    def release():
+        nonlocal held
+        for message in held or ():
             click.echo(f"Warning: {message}", err=True)
+        held = None
 
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = show
-        yield
+        yield release
+        release()
 
 
 @contextlib.contextmanager
-def progress_reporter(mode: str):
+def progress_reporter(mode: str, on_start=lambda: None):
     """Yield ``update(tiles_done, tiles_total, ships)``: a tqdm bar (tiles, ships, time left) on stderr, one JSON
     object per line on stdout, or nothing. ``update.plan(info)`` reports the plan measured on the first batch
     (tiles in all, seconds per tile, estimated time; see detect_scene's ``on_plan``) as a ``plan`` event or a
-    line above the bar, so a scene that would take days says so before it does."""
+    line above the bar, so a scene that would take days says so before it does. ``on_start()`` is called before
+    the first report (one_line_warnings' release)."""
     if mode == "json":
         def update(done, total, ships):
+            on_start()
             print(json.dumps({"event": "progress", "tiles_done": done, "tiles_total": total, "ships": ships}),
                   flush=True)
         update.plan = lambda info: print(json.dumps({"event": "plan", **info}), flush=True)
         yield update
         return
     if mode == "none":
-        update = lambda done, total, ships: None
+        update = lambda done, total, ships: on_start()
         update.plan = lambda info: None
         yield update
         return
@@ -56,6 +73,7 @@ def progress_reporter(mode: str):
     def update(done, total, ships):
         nonlocal bar
         if bar is None:  # made at the first report, so a scene refused at once prints only its error
+            on_start()
             bar = tqdm(unit=" tiles", dynamic_ncols=True, leave=False, file=sys.stderr)
         bar.total = total
         bar.n = done
@@ -135,7 +153,7 @@ def detect(scene, model, output, bands, boxes, points, tile_size, overlap, batch
         if preview is not None and preview.suffix.lower() != ".png":
             raise ShipsegError(f"{preview}: the preview is written as PNG; name it *.png")
         check_outputs([out, preview], inputs=[scene, model, boxes, points])
-        with one_line_warnings(), progress_reporter(progress_mode) as update:
+        with one_line_warnings() as release, progress_reporter(progress_mode, release) as update:
             ships = detect_scene(scene, model, bands=parse_bands(bands), boxes=boxes, points=points,
                                  batch_size=batch_size, device=device, progress=update, tile_size=tile_size,
                                  overlap=overlap, nodata=nodata, on_plan=update.plan)

@@ -31,7 +31,7 @@ def evaluate(model, scene, truth, bands, json_path, figure, batch_size, device, 
     """
     check_outputs({json_path: {".json"}, figure: {".png"}}, inputs=[model, scene, truth])
     with atomic_files(json_path, figure) as (json_tmp, figure_tmp):  # both outputs or neither
-        with one_line_warnings(), progress_reporter("none" if quiet else "bar") as update:
+        with one_line_warnings() as release, progress_reporter("none" if quiet else "bar", release) as update:
             result = evaluate_scene(model, scene, truth, bands=parse_bands(bands), batch_size=batch_size,
                                     device=device, progress=update, figure=figure_tmp)
         if json_path is not None:

@@ -397,6 +397,8 @@ def _window_str(window: Window) -> str:
 
 
 def _first_line(exc: Exception) -> str:
+    while exc.__cause__ is not None:  # rasterio's "Read failed. See previous exception" wraps GDAL's reason
+        exc = exc.__cause__
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
