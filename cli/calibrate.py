@@ -5,6 +5,7 @@ import click
 from cli.detect import one_line_warnings, progress_reporter
 from samgeo_ship.errors import fail
 from samgeo_ship.inference.evaluate import calibrate as run_calibration
+from samgeo_ship.outputs import check_outputs
 from samgeo_ship.raster import parse_bands
 
 
@@ -34,6 +35,8 @@ def calibrate(model, scene, truth, more, bands, contrast_band, dry_run, batch_si
     """
     if len(more) % 2:
         raise fail(more[-1], "scenes and truths come in pairs (SCENE TRUTH): no truth file follows this scene")
+    if not dry_run:  # MODEL is rewritten in place: refused now if it cannot be, not after the sweep
+        check_outputs([model])
     with one_line_warnings() as release, progress_reporter("none" if quiet else "bar", release) as update:
         result = run_calibration(model, scene, truth, bands=parse_bands(bands), batch_size=batch_size, device=device,
                                  progress=update, write=not dry_run,

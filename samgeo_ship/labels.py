@@ -183,7 +183,7 @@ def _coco_image(path: Path, coco: dict, scene) -> dict:
         raise fail(path, "its COCO 'images' is not a list of image objects")
     if len(images) == 1:
         return images[0]
-    named = [im for im in images if Path(im.get("file_name", "")).name == scene.path.name]
+    named = [im for im in images if Path(str(im.get("file_name") or "")).name == scene.path.name]
     if len(named) != 1:
         raise fail(path, f"holds {len(images)} images and none is named {scene.path.name}")
     return named[0]

@@ -68,7 +68,8 @@ def test_prepare_never_replaces_a_folder_holding_its_inputs(tmp_path, monkeypatc
     scene, labels = scene_and_labels(work)
     (work / "notes.txt").write_text("keep")
     before = snapshot(tmp_path)
-    out = {"holds the inputs": work, "the current folder": Path("."), "inside an input folder's parent": tmp_path}[where]
+    out = {"holds the inputs": work, "the current folder": Path("."),
+           "inside an input folder's parent": tmp_path}[where]
     monkeypatch.chdir(work)
     result = run("prepare", scene, labels, "-o", out, "--overwrite", "-q")
     assert_refused(result, out)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
 
+from samgeo_ship.atomic import write_error
 from samgeo_ship.batch.inputs import SceneRef, discover_scenes
 from samgeo_ship.batch.manifest import DONE, FAILED, SKIPPED, Manifest, sha256_file
 from samgeo_ship.batch.worker import EXTENSIONS, process_scene
@@ -225,7 +226,10 @@ def _exclusive(outdir: Path):
     """One batch driver per OUTDIR: the manifest has exactly one writer. A folder this run created is removed
     again when the run fails before writing anything but the lock, so a failed start leaves nothing behind."""
     created = not outdir.exists()
-    outdir.mkdir(parents=True, exist_ok=True)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(outdir, exc) from None
     try:
         import fcntl
     except ImportError:  # Windows: no advisory locks; the user keeps runs apart
