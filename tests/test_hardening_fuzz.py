@@ -123,21 +123,17 @@ def test_random_label_json_raises_only_shipseg_errors(files, doc, suffix):
         only_shipseg_errors(lambda: load_labels(path, scene))
 
 
-@FAST
-@given(cut=st.floats(0, 1), noise=st.binary(max_size=64))
-def test_damaged_label_files_raise_only_shipseg_errors(files, cut, noise):
-    path = files["root"] / "cut.geojson"
-    path.write_bytes(files["labels"][:int(len(files["labels"]) * cut)] + noise)
+def _read_labels(files, path):
     with Scene.open(files["scene"]) as scene:
-        only_shipseg_errors(lambda: load_labels(path, scene))
+        load_labels(path, scene)
 
 
 @FAST
-@given(cut=st.floats(0, 1), noise=st.binary(max_size=64))
-def test_damaged_bundles_raise_only_shipseg_errors(files, cut, noise):
-    path = files["root"] / "cut.safetensors"
-    path.write_bytes(files["bundle"][:int(len(files["bundle"]) * cut)] + noise)
-    only_shipseg_errors(lambda: load_bundle(path))
+@given(kind=st.sampled_from(["labels", "bundle"]), cut=st.floats(0, 1), noise=st.binary(max_size=64))
+def test_truncated_label_files_and_bundles_raise_only_shipseg_errors(files, kind, cut, noise):
+    path = files["root"] / ("cut.geojson" if kind == "labels" else "cut.safetensors")
+    path.write_bytes(files[kind][:int(len(files[kind]) * cut)] + noise)
+    only_shipseg_errors(lambda: _read_labels(files, path) if kind == "labels" else load_bundle(path))
 
 
 @FAST
