@@ -25,11 +25,13 @@ def one_line_warnings():
     the libraries below (GDAL's "no geotransform", numpy's "invalid value") are noise around a one-line error.
 
     Yields ``release()``: warnings are held until it is called (at the first progress report) or the block ends
-    without error, so input refused before any work is done prints its error line alone."""
-    held = []
+    without error, so input refused before any work is done prints its error line alone. Each message is shown
+    once (the scene statistics behind a warning may be computed again for the preview)."""
+    held, shown = [], set()
 
     def show(message, category, *args, **kwargs):
-        if category.__module__.startswith("samgeo_ship"):
+        if category.__module__.startswith("samgeo_ship") and str(message) not in shown:
+            shown.add(str(message))
             if held is None:
                 click.echo(f"Warning: {message}", err=True)
             else:

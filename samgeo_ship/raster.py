@@ -244,11 +244,11 @@ class Scene:
             valid = self._src.dataset_mask(out_shape=shape, resampling=Resampling.nearest) > 0
         except READ_ERRORS as exc:
             raise fail(self.path, f"cannot be read, the file is damaged or incomplete ({_first_line(exc)})") from None
-        if self._undeclared_fill():
+        if self._declares_no_nodata():
             _warn_fill(self.path, data, valid)
         return data, valid
 
-    def _undeclared_fill(self) -> bool:
+    def _declares_no_nodata(self) -> bool:
         """Whether the file marks no pixel invalid at all: no nodata value, no mask, no alpha band."""
         return self.nodata is None and all(flags == [MaskFlags.all_valid] for flags in self._src.mask_flag_enums)
 

@@ -260,3 +260,11 @@ def test_geojson_splits_a_ship_across_the_antimeridian():
     assert split.geom_type == "MultiPolygon" and len(split.geoms) == 2
     assert {round(max(abs(c[0]) for c in p.exterior.coords), 6) for p in split.geoms} == {180.0}
     assert whole.geom_type == "Polygon"
+
+
+def test_detect_states_the_tile_count_and_time_before_the_bulk_of_the_work(tmp_path, bundle):
+    scene, _ = scene_and_labels(tmp_path / "in", size=100)  # 2 x 2 tiles: cores of 128 - 2 x 16 = 96 px
+    result = run("detect", scene, "-m", bundle, "-o", tmp_path / "a.geojson", "--batch-size", "2")
+    assert result.exit_code == 0, result.output
+    plan = [line for line in result.stderr.replace("\r", "\n").splitlines() if " s per tile" in line]
+    assert len(plan) == 1 and plan[0].startswith("4 tiles, about "), result.stderr
