@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from cli.progress import progress_bar
+from samgeo_ship.atomic import atomic_files
 from samgeo_ship.errors import fail
 from samgeo_ship.outputs import check_outputs
 from samgeo_ship.synthetic import SynthSpec, plan_scene, write_raster, write_truth
@@ -50,9 +51,10 @@ def _synth(out, truth, size, pixel_size, crs, center, bands, ships, seed, seam_e
     spec = SynthSpec(width, height, pixel_size_m=pixel_size, crs=crs, bands=bands, n_ships=ships, seed=seed,
                      seam_every_px=seam_every, nodata_fraction=nodata_fraction, center_lonlat=tuple(center))
     result = plan_scene(spec, out)  # checks the spec before anything is shown or written
-    with progress_bar("blocks", quiet) as update:
-        write_raster(result, out, update)
-    write_truth(result, truth)
+    with atomic_files(out, truth) as (out_tmp, truth_tmp):  # the scene and its truth, or neither
+        with progress_bar("blocks", quiet) as update:
+            write_raster(result, out_tmp, update)
+        write_truth(result, truth_tmp)
     click.echo(f"{out}: {width}x{height} px {bands} in EPSG:{result.crs.to_epsg()}; "
                f"{truth}: {result.n_ships} ships")
 

@@ -213,3 +213,14 @@ def test_a_malformed_scheduler_address_is_refused(tmp_path, bundle, address):
     result = run("batch", tmp_path / "in", "-o", tmp_path / "out", "-m", bundle, "--scheduler", address)
     assert_refused(result, address)
     assert not (tmp_path / "out").exists()
+
+
+def test_synth_writes_the_scene_and_its_truth_or_neither(tmp_path, monkeypatch):
+    def full(result, path):
+        Path(path).write_text("{half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("cli.synth.write_truth", full)
+    result = run("synth", tmp_path / "s.tif", "--size", "32x32", "--ships", "1", "-q")
+    assert_refused(result, tmp_path / "s.tif")
+    assert list(tmp_path.iterdir()) == []
