@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from cli.group import is_ours
 from samgeo_ship.atomic import atomic_files
 from samgeo_ship.errors import NoValidPixels, ShipsegError
 from samgeo_ship.inference.detect import DEFAULT_MODEL, detect_scene, open_scene
@@ -30,7 +31,7 @@ def one_line_warnings():
     held, shown = [], set()
 
     def show(message, category, *args, **kwargs):
-        if category.__module__.startswith("samgeo_ship") and str(message) not in shown:
+        if is_ours(category) and str(message) not in shown:
             shown.add(str(message))
             if held is None:
                 click.echo(f"Warning: {message}", err=True)

@@ -2,6 +2,7 @@
 
 import logging
 import sys
+import warnings
 
 import click
 
@@ -12,16 +13,29 @@ from samgeo_ship.errors import ShipsegError
 QUIET_LOGGERS = ("rasterio", "pyogrio", "fiona")
 
 
+def is_ours(category) -> bool:
+    """Whether a warning category is shipseg's own (worth a line), not a library's."""
+    return category.__module__.startswith("samgeo_ship")
+
+
+def _show(message, category, *args, **kwargs):
+    if is_ours(category):
+        click.echo(f"Warning: {message}", err=True)
+
+
 class ShipsegGroup(click.Group):
     """Turns a ShipsegError raised anywhere below into ``Error: <message>`` on stderr and exit code 2 (also when
     a sub-group such as ``weights`` runs on its own, as in tests), and so does a bad parameter such as a folder
-    given where a file is expected (Click would print its usage text around it)."""
+    given where a file is expected (Click would print its usage text around it). Warnings are shown as one
+    'Warning: ...' line, shipseg's own only."""
 
     def invoke(self, ctx):
         for name in QUIET_LOGGERS:
             logging.getLogger(name).addHandler(logging.NullHandler())
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.showwarning = _show
+                return super().invoke(ctx)
         except ShipsegError as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(2)
