@@ -268,3 +268,12 @@ def test_detect_states_the_tile_count_and_time_before_the_bulk_of_the_work(tmp_p
     assert result.exit_code == 0, result.output
     plan = [line for line in result.stderr.replace("\r", "\n").splitlines() if " s per tile" in line]
     assert len(plan) == 1 and plan[0].startswith("4 tiles, about "), result.stderr
+
+
+@pytest.mark.parametrize("option", [["--tile-size", "1000000"], ["--tile-size", "64", "--overlap", "32"]])
+def test_an_absurd_tile_size_on_the_command_line_is_refused(tmp_path, bundle, option):
+    scene, _ = scene_and_labels(tmp_path / "in")
+    before = snapshot(tmp_path)
+    result = run("detect", scene, "-m", bundle, "-o", tmp_path / "a.geojson", "-q", *option)
+    assert_refused(result, bundle)
+    assert "tile size" in result.stderr and snapshot(tmp_path) == before

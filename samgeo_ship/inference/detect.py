@@ -27,6 +27,7 @@ from samgeo_ship.inference.contrast import keep, ring_contrast
 from samgeo_ship.inference.predictor import TilePredictor, resolve_device
 from samgeo_ship.inference.prompts import assign_prompts, read_prompt_file
 from samgeo_ship.models.bundle import load_bundle
+from samgeo_ship.models.card_schema import MAX_TILE_SIZE
 from samgeo_ship.raster import Normalisation, Scene
 from samgeo_ship.tiling import TileGrid
 from samgeo_ship.vector.attributes import ship_table
@@ -65,9 +66,9 @@ def with_tiling(card, tile_size: int | None = None, overlap: int | None = None, 
         return card
     size = card.tile_size if tile_size is None else int(tile_size)
     halo = card.overlap if overlap is None else int(overlap)
-    if size < 8 or halo < 0 or 2 * halo >= size:
-        raise fail(source, f"tile size {size} px with overlap {halo} px: need a tile of at least 8 px and an "
-                           "overlap of 0 to under half the tile size")
+    if not 8 <= size <= MAX_TILE_SIZE or halo < 0 or 2 * halo >= size:
+        raise fail(source, f"tile size {size} px with overlap {halo} px: need a tile of 8 to {MAX_TILE_SIZE} px "
+                           "and an overlap of 0 to under half the tile size")
     return dataclasses.replace(card, tile_size=size, overlap=halo)
 
 
