@@ -17,8 +17,8 @@ from samgeo_ship import __version__
 from samgeo_ship.atomic import atomic_file
 from samgeo_ship.errors import fail
 from samgeo_ship.models.lora import add_lora, is_lora_key
-from samgeo_ship.models.card_schema import check_card
-from samgeo_ship.models.registry import CONFIGS, SamConfig, check_config, expected_shapes, read_checkpoint
+from samgeo_ship.models.card_schema import check_card, check_config
+from samgeo_ship.models.registry import CONFIGS, SamConfig, expected_shapes, read_checkpoint
 from samgeo_ship.models.shipsam import ShipSam
 
 CARD_KEY = "shipseg_card"

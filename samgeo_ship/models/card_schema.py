@@ -3,7 +3,11 @@ a file, and a wrong type ends in a traceback, an absurd size in an allocation of
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Dict, Mapping
+
+from samgeo_ship.models.registry import CONFIGS, SamConfig
 
 MAX_TILE_SIZE = 2048  # scene pixels per tile side; up to 4x more after resampling, so a tile stays under a GB
 MAX_BANDS = 16
@@ -86,7 +90,7 @@ def _contrast(value):
 
 def check_card(data, required=("model_type", "bands", "pixel_size_m", "tile_size", "overlap")) -> dict:
     """Raise CardProblem unless ``data`` (a parsed card) has every field of the right type and in range; the model
-    ``config`` is checked against the registry by samgeo_ship.models.registry.check_config."""
+    ``config`` is checked against the registry by check_config."""
     _typed(data, "the card", dict, "an object")
     missing = [k for k in required if k not in data]
     if missing:
@@ -115,3 +119,35 @@ def check_card(data, required=("model_type", "bands", "pixel_size_m", "tile_size
         if key in data:
             check(data[key])
     return data
+
+
+def config_limits() -> Dict[str, int]:
+    """The largest value each whole-number SamConfig field may take in a card: twice the registry's largest (the
+    official vit_h), so a config read from a file can never ask for more memory than a model twice vit_h's."""
+    names = [f.name for f in dataclasses.fields(SamConfig) if f.type in ("int", int)]
+    return {name: 2 * max(getattr(c, name) for c in CONFIGS.values()) for name in names}
+
+
+def check_config(config) -> SamConfig:
+    """A SamConfig from a card's ``config`` object, after checking every field's type and range against the
+    registry (see config_limits). Raises ValueError with one sentence on the first problem."""
+    if not isinstance(config, Mapping):
+        raise ValueError(f"config is a {type(config).__name__}, not an object")
+    fields = {f.name for f in dataclasses.fields(SamConfig)}
+    unknown = sorted(set(config) - fields)
+    if unknown:
+        raise ValueError(f"config has unknown fields ({', '.join(unknown)})")
+    limits = config_limits()
+    for name, value in config.items():
+        if name in limits and (isinstance(value, bool) or not isinstance(value, int) or
+                               not 1 <= value <= limits[name]):
+            raise ValueError(f"config.{name} is {value!r}, not a whole number in 1..{limits[name]}")
+    attn = config.get("encoder_global_attn_indexes", ())
+    if not isinstance(attn, (list, tuple)) or not all(isinstance(i, int) and not isinstance(i, bool) for i in attn):
+        raise ValueError("config.encoder_global_attn_indexes must be a list of whole numbers")
+    if not isinstance(config.get("checkpoint"), (str, type(None))):
+        raise ValueError("config.checkpoint must be a file name or null")
+    try:
+        return SamConfig(**{**config, "encoder_global_attn_indexes": tuple(attn)})
+    except TypeError as exc:  # a required field is missing
+        raise ValueError(f"config is incomplete ({exc})") from None

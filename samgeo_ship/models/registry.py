@@ -3,7 +3,6 @@ and safe checkpoint loading (weights_only, strict, with a one-sentence error for
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import pickle
 from dataclasses import dataclass, field
@@ -137,38 +136,6 @@ CONFIGS: Dict[str, SamConfig] = {
         decoder_num_heads=8,
     ),
 }
-
-
-def config_limits() -> Dict[str, int]:
-    """The largest value each whole-number SamConfig field may take in a card: twice the registry's largest (the
-    official vit_h), so a config read from a file can never ask for more memory than a model twice vit_h's."""
-    names = [f.name for f in dataclasses.fields(SamConfig) if f.type in ("int", int)]
-    return {name: 2 * max(getattr(c, name) for c in CONFIGS.values()) for name in names}
-
-
-def check_config(config) -> SamConfig:
-    """A SamConfig from a card's ``config`` object, after checking every field's type and range against the
-    registry (see config_limits). Raises ValueError with one sentence on the first problem."""
-    if not isinstance(config, Mapping):
-        raise ValueError(f"config is a {type(config).__name__}, not an object")
-    fields = {f.name for f in dataclasses.fields(SamConfig)}
-    unknown = sorted(set(config) - fields)
-    if unknown:
-        raise ValueError(f"config has unknown fields ({', '.join(unknown)})")
-    limits = config_limits()
-    for name, value in config.items():
-        if name in limits and (isinstance(value, bool) or not isinstance(value, int) or
-                               not 1 <= value <= limits[name]):
-            raise ValueError(f"config.{name} is {value!r}, not a whole number in 1..{limits[name]}")
-    attn = config.get("encoder_global_attn_indexes", ())
-    if not isinstance(attn, (list, tuple)) or not all(isinstance(i, int) and not isinstance(i, bool) for i in attn):
-        raise ValueError("config.encoder_global_attn_indexes must be a list of whole numbers")
-    if not isinstance(config.get("checkpoint"), (str, type(None))):
-        raise ValueError("config.checkpoint must be a file name or null")
-    try:
-        return SamConfig(**{**config, "encoder_global_attn_indexes": tuple(attn)})
-    except TypeError as exc:  # a required field is missing
-        raise ValueError(f"config is incomplete ({exc})") from None
 
 
 def build_sam(config: SamConfig) -> Sam:
