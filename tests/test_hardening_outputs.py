@@ -2,7 +2,6 @@
 and a command writes all its outputs or none (an OS error mid-write keeps the old ones and removes temporary files)."""
 
 import errno
-import json
 import os
 import time
 from pathlib import Path
@@ -10,7 +9,6 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pytest
-import shapely
 import torch
 from click.testing import CliRunner
 
