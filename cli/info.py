@@ -4,7 +4,7 @@ import json
 
 import click
 
-from samgeo_ship.models.bundle import read_card
+from samgeo_ship.models.bundle import verify_bundle
 from samgeo_ship.models.zoo import model_path
 
 
@@ -30,8 +30,9 @@ _LONG = ("history", "datasets")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw card as JSON.")
 def info(model, as_json):
     """Print the card of the model bundle MODEL (or `default`): what it was trained on and how detection must use
-    it."""
-    card = read_card(model_path(model))
+    it. The card and the weights are checked against their hashes first; a bundle that fails is refused, not
+    printed."""
+    card, _ = verify_bundle(model_path(model))
     if as_json:
         click.echo(card.to_json())
         return

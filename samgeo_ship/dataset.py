@@ -27,6 +27,7 @@ import rasterio
 from samgeo_ship.atomic import atomic_dir
 from samgeo_ship.errors import fail
 from samgeo_ship.labels import known_pixels, load_area, load_labels, tile_instances
+from samgeo_ship.outputs import check_output_folder
 from samgeo_ship.raster import Scene, to_uint8
 from samgeo_ship.tiling import TileGrid
 
@@ -50,26 +51,41 @@ class PrepareSummary:
 
 def prepare_dataset(scene_path, labels_path, out_dir, bands=None, tile_size: int = 512, overlap: int = 32,
                     overwrite: bool = False, progress: Callable[[int, int], None] | None = None,
-                    labelled_area=None) -> PrepareSummary:
+                    labelled_area=None, nodata: float | None = None) -> PrepareSummary:
     """Tile ``scene_path``, rasterise the ships of ``labels_path`` per tile and write a dataset to ``out_dir``.
 
     ``labelled_area``: polygons (a vector file) inside which every ship is labelled, for a partly labelled scene.
     Pixels outside it and off every labelled ship are written as nodata (0, GDAL mask cleared), and tiles left
     with no valid core pixel are skipped, so the unlabelled ships elsewhere never become training background.
-    Without it the whole scene counts as labelled.
+    Without it the whole scene counts as labelled. ``nodata``: the fill value of a scene that declares none.
 
     The directory appears whole when done, or not at all. ``progress(done, total)`` is called after each tile."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise fail(out_dir, "already exists (use --overwrite to replace it)")
-    with Scene.open(scene_path, bands=bands) as scene:
+    if not 0 <= overlap < tile_size / 2:
+        raise fail(out_dir, f"an overlap of {overlap} px leaves no core in a {tile_size} px tile (use under half "
+                            "the tile size)")
+    out_dir = check_output_folder(out_dir, [scene_path, labels_path, labelled_area], overwrite, is_dataset,
+                                  "dataset")
+    with Scene.open(scene_path, bands=bands, nodata=nodata) as scene:
         labels = load_labels(labels_path, scene)
+        if len(labels) == 0:
+            reasons = ", ".join(f"{n} {why}" for why, n in labels.dropped_reasons().items())
+            raise fail(labels_path, f"no label can be used, so the dataset would hold no ship ({reasons})")
         area = None if labelled_area is None else load_area(labelled_area, scene)
         grid = TileGrid.for_scene(scene, tile_size, overlap_px=overlap)
         with atomic_dir(out_dir, overwrite=overwrite) as tmp:
             summary = _write_tiles(scene, labels, area, grid, tmp, progress)
             _write_card(tmp / "dataset.json", scene, grid, summary, labels.dropped, labelled_area)
     return summary
+
+
+def is_dataset(folder: Path) -> bool:
+    """Whether ``folder`` holds a dataset written by ``prepare_dataset`` (its card says so): the only kind of
+    folder ``overwrite`` may replace."""
+    try:
+        card = json.loads((Path(folder) / "dataset.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(card, dict) and card.get("format") == FORMAT
 
 
 def _write_tiles(scene, labels, area, grid, root: Path, progress) -> PrepareSummary:

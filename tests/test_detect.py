@@ -29,7 +29,10 @@ def test_detect_writes_valid_geojson_and_json_progress(tmp_path, tiny_bundle, ha
                  "--preview", tmp_path / "look.png")
     assert result.exit_code == 0, result.output
     events = [json.loads(line) for line in result.stdout.splitlines()]
-    assert {e["event"] for e in events[:-1]} == {"progress"}
+    assert {e["event"] for e in events[:-1]} == {"progress", "plan"}
+    plan = next(e for e in events if e["event"] == "plan")  # once, after the first batch, before the rest
+    assert plan["tiles_total"] == 9 and plan["tiles_done"] <= 3 and plan["eta_s"] >= 0
+    assert [e["event"] for e in events].count("plan") == 1
     assert events[-2]["tiles_done"] == events[-2]["tiles_total"] == 9  # 200 px / 96 px cores -> 3 x 3
     assert events[-1] == {"event": "done", "output": str(out), "ships": events[-1]["ships"]}
     doc = json.loads(out.read_text())

@@ -8,6 +8,7 @@ from pyproj import Transformer
 from rasterio.features import rasterize
 from shapely import affinity
 
+from samgeo_ship.errors import ShipsegError
 from samgeo_ship.metrics import polygon_iou
 from samgeo_ship.tiling import TileGrid
 from samgeo_ship.vector.attributes import measure, ship_table
@@ -209,7 +210,7 @@ def test_a_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(gpd.GeoDataFrame, "to_parquet", half_write)
-    with pytest.raises(OSError):
+    with pytest.raises(ShipsegError, match="cannot be written .disk full"):
         write_ships(ships_fixture(), target)
     assert target.read_bytes() == b"previous result"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ships.parquet"]

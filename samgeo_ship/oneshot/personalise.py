@@ -24,6 +24,7 @@ from samgeo_ship.oneshot.proposer import OUTPUTS, REFINE_PASSES, personalised
 from samgeo_ship.oneshot.persam import (LR, STEPS, MixFit, cell_fractions, choose_threshold, fit_mix, grow,
                                         ship_cells, target_feature)
 from samgeo_ship.oneshot.reference import References, read_references
+from samgeo_ship.outputs import check_outputs
 
 ENCODE_BATCH = 4
 
@@ -63,10 +64,8 @@ def personalise(scene, labels, base, output, bands=None, max_ships: int | None =
         threads: torch CPU threads (default: every core this process may use).
         recipe: what the card records as the recipe (the CLI passes its arguments)."""
     started = time.perf_counter()
-    output = Path(output)
-    if not output.parent.is_dir():
-        raise fail(output, "cannot be written: its folder does not exist")
     base = model_path(base)
+    output = check_outputs({output: {".safetensors"}}, inputs=[scene, labels, base])[0]
     base_card = check_base(base)
     before = torch.get_num_threads()
     torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
