@@ -91,9 +91,9 @@ def test_the_last_progress_event_counts_the_ships_written(seams, tmp_path, monke
     result = CliRunner().invoke(cli, ["detect", str(path), "-o", str(out), "--progress", "json", "--batch-size", "2"])
     assert result.exit_code == 0, result.output
     events = [json.loads(line) for line in result.stdout.splitlines()]
-    progress, done = events[:-1], events[-1]
+    progress, done = [e for e in events if e["event"] == "progress"], events[-1]
     written = len(json.loads(out.read_text())["features"])
-    assert {e["event"] for e in progress} == {"progress"} and done["event"] == "done"
+    assert {e["event"] for e in events[:-1]} == {"progress", "plan"} and done["event"] == "done"
     assert progress[-1]["tiles_done"] == progress[-1]["tiles_total"] == 9
     assert progress[-1]["ships"] == done["ships"] == written == 3
     assert all(e["ships"] <= written for e in progress)
