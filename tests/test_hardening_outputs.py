@@ -152,7 +152,7 @@ def test_a_read_only_folder_is_refused_before_any_work(tmp_path, bundle, monkeyp
     real = os.access
     monkeypatch.setattr(os, "access", lambda p, mode, **k: Path(p) != locked and real(p, mode, **k))
     called = []
-    monkeypatch.setattr("cli.detect.detect_scene", lambda *a, **k: called.append(1))
+    monkeypatch.setattr("samgeo_ship.inference.detector.ShipDetector.detect", lambda *a, **k: called.append(1))
     result = run("detect", scene, "-m", bundle, "-o", locked / "ships.geojson", "-q")
     assert_refused(result, locked / "ships.geojson")
     assert "read-only" in result.stderr and not called

@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 from samgeo_ship.models.zoo import default_model
 from samgeo_ship.metrics import match
 from samgeo_ship.models import weights
-from samgeo_ship.models.bundle import CARD_KEY, load_bundle, read_card, save_bundle, tensors_sha256
+from samgeo_ship.models.bundle import CARD_KEY, load_bundle, read_card, save_bundle, sealed_json, tensors_sha256
 from samgeo_ship.models.shipsam import ShipSam
 from samgeo_ship.oneshot.proposer import MaskMix, OneShotProposer, low_res_boxes, personalised
 from samgeo_ship.oneshot.persam import choose_threshold, fit_mix
@@ -237,7 +237,7 @@ def test_a_oneshot_bundle_that_also_holds_its_base_prompter_loads_as_the_propose
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     state.update({f"prompter.{k}": v.contiguous() for k, v in net.prompter.state_dict().items()})
     card.stored, card.weights_sha256 = ["sam", "prompter", "oneshot"], tensors_sha256(state)
-    save_file(state, str(tmp_path / "full.safetensors"), metadata={CARD_KEY: card.to_json()})
+    save_file(state, str(tmp_path / "full.safetensors"), metadata={CARD_KEY: sealed_json(card)})
     full = load_bundle(tmp_path / "full.safetensors")[0]
     assert isinstance(full.proposer, OneShotProposer) and not hasattr(full, "prompter")
     assert full.state_dict().keys() == lean.state_dict().keys()

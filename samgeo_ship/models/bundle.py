@@ -96,8 +96,9 @@ def card_sha256(data: dict) -> str:
     return hashlib.sha256(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def _sealed_json(card: BundleCard) -> str:
-    """The card as JSON with its hash filled in (computed on the JSON form, as read_card will see it)."""
+def sealed_json(card: BundleCard) -> str:
+    """The card as a bundle stores it: JSON with its hash filled in (computed on the JSON form, as read_card sees
+    it)."""
     card.card_sha256 = ""
     card.card_sha256 = card_sha256(json.loads(card.to_json()))
     return card.to_json()
@@ -116,7 +117,7 @@ def save_bundle(model: ShipSam, card: BundleCard, path) -> Path:
     card.prompter_pixels = getattr(model.proposer, "pixel_chans", 0)  # 0 without a learned prompter
     card.weights_sha256 = tensors_sha256(state)
     with atomic_file(path) as tmp:
-        save_file(state, str(tmp), metadata={CARD_KEY: _sealed_json(card)})
+        save_file(state, str(tmp), metadata={CARD_KEY: sealed_json(card)})
     return path
 
 
@@ -129,7 +130,7 @@ def update_card(path, card: BundleCard) -> Path:
     with open(path, "rb") as src:
         size = struct.unpack("<Q", src.read(8))[0]
         header = json.loads(src.read(size))
-        header.setdefault("__metadata__", {})[CARD_KEY] = _sealed_json(card)
+        header.setdefault("__metadata__", {})[CARD_KEY] = sealed_json(card)
         text = json.dumps(header, separators=(",", ":")).encode()
         text += b" " * (-len(text) % 8)  # safetensors pads the header with spaces so the data starts 8-aligned
         with atomic_file(path) as tmp, open(tmp, "wb") as dst:
