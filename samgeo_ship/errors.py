@@ -17,7 +17,3 @@ class NoSuchBand(ShipsegError):
 def fail(path, problem: str) -> "ShipsegError":
     """Build the error for ``path`` with a one-line ``problem`` (returned, so callers write ``raise fail(...)``)."""
     return ShipsegError(f"{path}: {problem}")
-
-
-class NoSuchBand(ShipsegError):
-    """The raster has no band of a requested name or number."""

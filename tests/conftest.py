@@ -179,3 +179,29 @@ def datasets(tmp_path_factory):
     one copy it first."""
     root = tmp_path_factory.mktemp("ships")
     return [ship_dataset(root / f"ds{i}", seed=i) for i in range(2)]
+
+
+def assert_refused(result, path):
+    """A refused command: exit 2, one stderr line `Error: <path>: ...`, no traceback."""
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert str(path) in lines[0] or Path(path).name in lines[0], lines[0]
+    assert "Traceback" not in result.output
+
+
+def snapshot(folder: Path) -> dict:
+    """Every file under ``folder`` (hidden ones too) with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def scene_and_labels(folder: Path, size: int = 64):
+    """A 3-band 10 m UTM scene with two bright ships, and their labels as GeoJSON (WGS84)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    data = rng.integers(300, 400, size=(3, size, size)).astype(np.uint16)
+    hulls = [ship(20, 20, 16, 4, 10), ship(44, 40, 14, 4, 70)]
+    scene = write_raster(folder / "scene.tif", data, nodata=0, descriptions=BANDS)
+    labels = folder / "labels.geojson"
+    gpd.GeoDataFrame({"id": [1, 2]}, geometry=hulls, crs="EPSG:32631").to_crs("EPSG:4326").to_file(labels)
+    return scene, labels

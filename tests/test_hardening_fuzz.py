@@ -22,8 +22,7 @@ from samgeo_ship.models.shipsam import ShipSam
 from samgeo_ship.raster import Scene
 from samgeo_ship.tiling import TileGrid
 
-from conftest import write_raster
-from test_hardening_outputs import BANDS, scene_and_labels
+from conftest import BANDS, scene_and_labels, write_raster
 
 LIMIT = 2 * 2**30
 # Derandomized, so every run tries the same inputs; SHIPSEG_FUZZ_EXAMPLES=1000 explores further by hand.

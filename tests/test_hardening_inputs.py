@@ -17,8 +17,7 @@ from samgeo_ship.errors import ShipsegError
 from samgeo_ship.models.bundle import CARD_KEY, card_sha256, load_bundle, save_bundle
 from samgeo_ship.vector.writers import geojson
 
-from conftest import write_raster
-from test_hardening_outputs import BANDS, assert_refused, bundle, run, scene_and_labels, snapshot  # noqa: F401
+from conftest import BANDS, assert_refused, run_cli as run, scene_and_labels, snapshot, write_raster
 
 
 def rewrite_card(src: Path, dst: Path, edit, rehash: bool = True) -> Path:
@@ -60,9 +59,9 @@ BAD_CARDS = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_CARDS))
-def test_a_bad_or_tampered_card_is_refused_by_load_info_and_detect(tmp_path, bundle, case):
+def test_a_bad_or_tampered_card_is_refused_by_load_info_and_detect(tmp_path, tiny_bundle, case):
     edit, rehash, words = BAD_CARDS[case]
-    bad = rewrite_card(bundle, tmp_path / "bad.safetensors", edit, rehash)
+    bad = rewrite_card(tiny_bundle, tmp_path / "bad.safetensors", edit, rehash)
     with pytest.raises(ShipsegError, match=words):
         load_bundle(bad)
     assert_refused(run("info", bad), bad)
@@ -72,16 +71,16 @@ def test_a_bad_or_tampered_card_is_refused_by_load_info_and_detect(tmp_path, bun
     assert snapshot(tmp_path) == before
 
 
-def test_a_card_update_through_save_bundle_rewrites_the_hash(tmp_path, bundle):
-    model, card = load_bundle(bundle)
+def test_a_card_update_through_save_bundle_rewrites_the_hash(tmp_path, tiny_bundle):
+    model, card = load_bundle(tiny_bundle)
     card.thresholds = {**card.thresholds, "score": 0.7}  # as calibrate does
     path = save_bundle(model, card, tmp_path / "calibrated.safetensors")
     assert load_bundle(path)[1].thresholds["score"] == 0.7
     assert run("info", path).exit_code == 0
 
 
-def test_info_refuses_tensors_that_do_not_match_the_card(tmp_path, bundle):
-    data = bytearray(bundle.read_bytes())
+def test_info_refuses_tensors_that_do_not_match_the_card(tmp_path, tiny_bundle):
+    data = bytearray(tiny_bundle.read_bytes())
     data[-3] ^= 0x01
     bad = tmp_path / "flipped.safetensors"
     bad.write_bytes(bytes(data))
@@ -150,12 +149,12 @@ SCENES = ["truncated GeoTIFF", "VRT to a missing file", "complex bands", "zero p
 
 
 @pytest.mark.parametrize("case", SCENES)
-def test_a_bad_scene_is_one_line_for_detect_and_prepare(tmp_path, bundle, case):
+def test_a_bad_scene_is_one_line_for_detect_and_prepare(tmp_path, tiny_bundle, case):
     folder = tmp_path / "in"
     _, labels = scene_and_labels(folder)
     scene, words = _scene(folder, case)
     before = snapshot(tmp_path)
-    result = run("detect", scene, "-m", bundle, "-o", tmp_path / "ships.geojson", "--preview", tmp_path / "a.png")
+    result = run("detect", scene, "-m", tiny_bundle, "-o", tmp_path / "ships.geojson", "--preview", tmp_path / "a.png")
     assert_refused(result, scene)
     assert words in result.stderr
     if case != "2 mm x 11 m pixels at the pole":  # the resolution guard is detection's
@@ -163,15 +162,15 @@ def test_a_bad_scene_is_one_line_for_detect_and_prepare(tmp_path, bundle, case):
     assert snapshot(tmp_path) == before
 
 
-def test_undeclared_fill_is_warned_about_and_nodata_sets_it(tmp_path, bundle):
+def test_undeclared_fill_is_warned_about_and_nodata_sets_it(tmp_path, tiny_bundle):
     data = np.random.default_rng(0).integers(300, 400, size=(3, 64, 64)).astype(np.uint16)
     rows, cols = np.mgrid[:64, :64]
     data[:, rows + cols < 24] = 0  # a wedge of fill in one corner, and no nodata declared
     scene = write_raster(tmp_path / "wedge.tif", data, descriptions=BANDS)
-    warned = run("detect", scene, "-m", bundle, "-o", tmp_path / "a.geojson", "-q")
+    warned = run("detect", scene, "-m", tiny_bundle, "-o", tmp_path / "a.geojson", "-q")
     assert warned.exit_code == 0, warned.output
     assert "--nodata 0" in warned.stderr
-    clean = run("detect", scene, "-m", bundle, "-o", tmp_path / "b.geojson", "-q", "--nodata", "0")
+    clean = run("detect", scene, "-m", tiny_bundle, "-o", tmp_path / "b.geojson", "-q", "--nodata", "0")
     assert clean.exit_code == 0 and "nodata" not in clean.stderr, clean.output
     _, labels = scene_and_labels(tmp_path / "in")
     prepared = run("prepare", scene, labels, "-o", tmp_path / "ds", "-q", "--tile-size", "32", "--overlap", "4")
@@ -262,18 +261,18 @@ def test_geojson_splits_a_ship_across_the_antimeridian():
     assert whole.geom_type == "Polygon"
 
 
-def test_detect_states_the_tile_count_and_time_before_the_bulk_of_the_work(tmp_path, bundle):
+def test_detect_states_the_tile_count_and_time_before_the_bulk_of_the_work(tmp_path, tiny_bundle):
     scene, _ = scene_and_labels(tmp_path / "in", size=100)  # 2 x 2 tiles: cores of 128 - 2 x 16 = 96 px
-    result = run("detect", scene, "-m", bundle, "-o", tmp_path / "a.geojson", "--batch-size", "2")
+    result = run("detect", scene, "-m", tiny_bundle, "-o", tmp_path / "a.geojson", "--batch-size", "2")
     assert result.exit_code == 0, result.output
     plan = [line for line in result.stderr.replace("\r", "\n").splitlines() if " s per tile" in line]
     assert len(plan) == 1 and plan[0].startswith("4 tiles, about "), result.stderr
 
 
 @pytest.mark.parametrize("option", [["--tile-size", "1000000"], ["--tile-size", "64", "--overlap", "32"]])
-def test_an_absurd_tile_size_on_the_command_line_is_refused(tmp_path, bundle, option):
+def test_an_absurd_tile_size_on_the_command_line_is_refused(tmp_path, tiny_bundle, option):
     scene, _ = scene_and_labels(tmp_path / "in")
     before = snapshot(tmp_path)
-    result = run("detect", scene, "-m", bundle, "-o", tmp_path / "a.geojson", "-q", *option)
-    assert_refused(result, bundle)
+    result = run("detect", scene, "-m", tiny_bundle, "-o", tmp_path / "a.geojson", "-q", *option)
+    assert_refused(result, tiny_bundle)
     assert "tile size" in result.stderr and snapshot(tmp_path) == before
