@@ -4,8 +4,7 @@ import json
 
 import click
 
-from samgeo_ship.models.bundle import read_card
-from samgeo_ship.models.zoo import model_path
+from samgeo_ship.models.zoo import model_card
 
 
 def _rows(value, prefix=""):
@@ -31,7 +30,7 @@ _LONG = ("history", "datasets")
 def info(model, as_json):
     """Print the card of the model bundle MODEL (or `default`): what it was trained on and how detection must use
     it."""
-    card = read_card(model_path(model))
+    card = model_card(model)
     if as_json:
         click.echo(card.to_json())
         return

@@ -158,9 +158,13 @@ class ShipDetector:
                 return None
             return self._merge(opened, self.grid(opened), None, progress)
 
+    @property
+    def finds_ships(self) -> bool:
+        """Whether the model finds ships without prompts (an official SAM checkpoint has no ship prompter)."""
+        return self.card.kind != official.KIND
+
     def _need_prompter(self) -> None:
-        """Refuse to look for ships without prompts with a model that has no ship prompter."""
-        if self.card.kind == official.KIND:
+        if not self.finds_ships:
             raise official.no_prompter(self.name, self.card.model_type)
 
     def _merge(self, scene: Scene, grid: TileGrid, prompts, progress, windows=()) -> ShipMerger:
@@ -188,6 +192,10 @@ class ShipDetector:
         total = len(self.grid(scene))
         if progress:
             progress(total, total, 0)
+        return self.empty_table(scene, user)
+
+    def empty_table(self, scene: Scene, user: bool = False) -> gpd.GeoDataFrame:
+        """The table ``detect`` returns for ``scene`` when it finds no ship (``user``: with the prompt column)."""
         extra = {"prompt": []} if user else {}
         return ship_table(gpd.GeoSeries([], crs=scene.require_crs()), [], scene.name, self.name, **extra)
 

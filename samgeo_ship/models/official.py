@@ -50,18 +50,20 @@ def known_checkpoint(path: Path) -> weights.Checkpoint | None:
 
 
 def read_official_card(path) -> BundleCard:
-    """The card of an official checkpoint file without loading it: its type from its file name or size (vit_b when
-    neither tells)."""
-    path = Path(path)
-    if not path.is_file():
-        raise fail(path, "no such model file")
-    known = known_checkpoint(path)
-    return official_card(known.name if known else "vit_b", path)
+    """The card of an official checkpoint file, the file checked as ``load_official`` checks it (no model built)."""
+    return _checked(path)[1]
 
 
 def load_official(path, device="cpu") -> tuple["OfficialSam", BundleCard]:
     """An official checkpoint loaded strictly, never unpickled. A file that claims to be a published checkpoint (its
     name or size) must have that checkpoint's SHA-256; any other ``.pth`` must fit vit_b, vit_l or vit_h exactly."""
+    state, card = _checked(path)
+    config = CONFIGS[card.model_type]
+    return OfficialSam(sam_from_state(config, state), config).eval().to(device), card
+
+
+def _checked(path) -> tuple[dict, BundleCard]:
+    """(the state_dict, the card) of an official checkpoint file, its hash and its shapes checked."""
     path = Path(path)
     if not path.is_file():
         raise fail(path, "no such model file")
@@ -73,12 +75,9 @@ def load_official(path, device="cpu") -> tuple["OfficialSam", BundleCard]:
     if model_type not in weights.CHECKPOINTS:
         raise fail(path, "is not a SAM checkpoint: its tensors fit none of vit_b, vit_l and vit_h exactly (a model "
                          "made by shipseg is a .safetensors bundle)")
-    config = CONFIGS[model_type]
-    model = OfficialSam(sam_from_state(config, state), config).to(device)
     card = official_card(model_type, path)
-    if known is not None:
-        card.base_sha256 = known.sha256
-    return model, card
+    card.base_sha256 = known.sha256 if known is not None else None
+    return state, card
 
 
 def official_card(model_type: str, path: Path) -> BundleCard:
@@ -93,8 +92,8 @@ def official_card(model_type: str, path: Path) -> BundleCard:
 
 def no_prompter(source, model_type: str):
     """The error for a run that asks an official model to find ships without prompts."""
-    return fail(source, f"is an official SAM model ({model_type}) without a ship prompter, so it only segments the "
-                        f"ships you point at: give --boxes or --points, or make a ship detector from it with "
+    return fail(source, f"is an official SAM model ({model_type}): it has no ship prompter, so it only segments the "
+                        f"ships you point at; give --boxes or --points, or make a ship detector from it with "
                         f"`shipseg train --model-type {model_type}` or `shipseg oneshot`")
 
 
