@@ -5,9 +5,9 @@
 
 The model is Meta's vit_b when ``--model`` names it, else an official-format vit_b state_dict with random weights
 (segment_anything's builder and torch.save, as the tests make it): the memory of a pass does not depend on the
-weights' values. Scenes are 8-bit RGB at 0.3 m. Each scene gets the same prompts: five boxes of about 60 m along
-its diagonal (the 4096 px scene's in five tiles, the 1024 px scene's in its one) and, on scenes larger than two
-tiles, one box 1.5 tiles long, segmented whole in a decimated window. Each detect runs in a fresh process
+weights' values. Scenes are 8-bit RGB at 0.3 m. Each scene gets five boxes of about 60 m along its diagonal
+(only the tiles holding a box are encoded) and, on scenes larger than two tiles, one box 1.5 tiles long, segmented
+whole in a decimated window. Each detect runs in a fresh process
 (benchmarks/_measure.py), so its peak RSS (ru_maxrss) is its own; the time excludes imports and model loading.
 Results: benchmarks/results/official_memory.json.
 """

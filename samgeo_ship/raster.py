@@ -224,6 +224,30 @@ class Scene:
     def window_transform(self, window: Window) -> Affine:
         return self._src.window_transform(window)
 
+    def read_decimated(self, window: Window, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Boundless read of a square ``window`` resampled to ``size`` x ``size`` px (area average; nearest for the
+        valid mask), normalised as ``read``: a window larger than a model input seen whole in one."""
+        out = np.zeros((len(self.band_indexes), size, size), np.float32)
+        valid = np.zeros((size, size), bool)
+        inner = _intersect(window, self.width, self.height)
+        if inner is None:
+            return out, valid
+        f = size / float(window.width)
+        c0, r0 = round((inner.col_off - window.col_off) * f), round((inner.row_off - window.row_off) * f)
+        w, h = max(1, min(size - c0, round(inner.width * f))), max(1, min(size - r0, round(inner.height * f)))
+        shape = (len(self.band_indexes), h, w)
+        try:
+            data = self._src.read(self.band_indexes, window=inner, out_shape=shape, resampling=Resampling.average)
+            masks = self._src.read_masks(self.band_indexes, window=inner, out_shape=shape,
+                                         resampling=Resampling.nearest)
+        except RasterioIOError as exc:
+            raise fail(self.path, f"cannot read window {_window_str(window)} ({_first_line(exc)})") from None
+        ok = np.all(masks > 0, axis=0) & (np.all(np.isfinite(data), axis=0) if data.dtype.kind == "f" else True)
+        out[:, r0:r0 + h, c0:c0 + w] = self.normalisation.apply(data)
+        valid[r0:r0 + h, c0:c0 + w] = ok
+        out[:, ~valid] = 0.0
+        return out, valid
+
     def read_raw(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """Boundless read: (C, h, w) raw values and an (h, w) bool mask of valid pixels.
 
@@ -250,30 +274,6 @@ class Scene:
         """Boundless read, normalised: (C, h, w) float32 in [0, 1] (0 where invalid) and the (h, w) valid mask."""
         data, valid = self.read_raw(window)
         out = self.normalisation.apply(data)
-        out[:, ~valid] = 0.0
-        return out, valid
-
-    def read_decimated(self, window: Window, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Boundless read of a square ``window`` resampled to ``size`` x ``size`` px (area average; nearest for the
-        valid mask), normalised as ``read``: a window larger than a model input seen whole in one."""
-        out = np.zeros((len(self.band_indexes), size, size), np.float32)
-        valid = np.zeros((size, size), bool)
-        inner = _intersect(window, self.width, self.height)
-        if inner is None:
-            return out, valid
-        f = size / float(window.width)
-        c0, r0 = round((inner.col_off - window.col_off) * f), round((inner.row_off - window.row_off) * f)
-        w, h = max(1, min(size - c0, round(inner.width * f))), max(1, min(size - r0, round(inner.height * f)))
-        shape = (len(self.band_indexes), h, w)
-        try:
-            data = self._src.read(self.band_indexes, window=inner, out_shape=shape, resampling=Resampling.average)
-            masks = self._src.read_masks(self.band_indexes, window=inner, out_shape=shape,
-                                         resampling=Resampling.nearest)
-        except RasterioIOError as exc:
-            raise fail(self.path, f"cannot read window {_window_str(window)} ({_first_line(exc)})") from None
-        ok = np.all(masks > 0, axis=0) & (np.all(np.isfinite(data), axis=0) if data.dtype.kind == "f" else True)
-        out[:, r0:r0 + h, c0:c0 + w] = self.normalisation.apply(data)
-        valid[r0:r0 + h, c0:c0 + w] = ok
         out[:, ~valid] = 0.0
         return out, valid
 

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from segment_anything import build_sam_vit_b
 
 from conftest import write_raster
-from samgeo_ship import ShipDetector
+from samgeo_ship import ShipDetector, evaluate
 from samgeo_ship.errors import ShipsegError
 from samgeo_ship.models import official, weights
 from samgeo_ship.models.registry import CONFIGS, build_sam
@@ -105,6 +105,18 @@ def test_vit_b_from_cache_segments_boxes_in_any_crs_at_the_scene_resolution(cach
         assert ship.area > 0
 
 
+@pytest.mark.slow
+def test_evaluate_scores_the_truth_boxes_only(vit_b, scene, tmp_path):
+    truth = tmp_path / "truth.geojson"
+    gpd.GeoDataFrame(geometry=[utm_box(*BOXES_PX["small"])], crs="EPSG:32631").to_file(truth)
+    detector = ShipDetector(vit_b, device="cpu", tile_size=TILE, overlap=0, batch_size=1)
+    result = evaluate(detector, scene, truth)
+    assert result.truth_ships == 1 and result.box_prompt_mean_iou is not None
+    assert result.box_baseline_mean_iou == pytest.approx(1.0, abs=0.05)  # the truth is its own box
+    assert (result.f1, result.tp, result.predicted_ships) == (None, None, None)  # it cannot detect: not scored 0
+    assert "n/a / n/a / n/a" in result.table()
+
+
 def test_vit_b_missing_from_cache_names_the_download(tmp_path):
     result = run("detect", tmp_path / "any.tif", "-m", "vit_b", "-q", env={"SHIPSEG_HOME": str(tmp_path)})
     one_error_line(result, "vit_b", "shipseg weights download vit_b")
@@ -124,9 +136,11 @@ def test_no_prompts_is_one_line_naming_the_commands_that_make_a_detector(vit_b, 
 def test_loaded_directly_the_model_has_an_any_resolution_card(vit_b):
     model, card = load_model(vit_b)
     assert (card.kind, card.model_type, card.pixel_size_m, card.tile_size) == ("sam", "vit_b", None, 1024)
-    assert model.prompter is None and not model.training
+    assert all(key.startswith("sam.") for key in model.state_dict()) and not model.training  # no prompter weights
     detector = ShipDetector((model, card), device="cpu")
-    assert detector.any_resolution and detector.tile_size == 1024
+    assert detector.any_resolution and not detector.finds_ships and detector.tile_size == 1024
+    with pytest.raises(ShipsegError, match="has no ship prompter"):
+        detector.detect("any.tif")
 
 
 def test_official_name_with_other_bytes_is_refused(vit_b, tmp_path):
@@ -142,3 +156,18 @@ def test_pth_of_another_model_is_refused(tmp_path):
     torch.save(build_sam(CONFIGS["sam_tiny"]).state_dict(), small)
     with pytest.raises(ShipsegError, match="fit none of vit_b, vit_l and vit_h"):
         load_model(small)
+
+
+def test_decimated_window_read_keeps_place_and_validity(tmp_path):
+    """A window twice the output size, half outside the scene: each output pixel is the mean of 2 x 2 scene pixels,
+    and the part outside the scene is invalid."""
+    values = np.arange(64 * 64, dtype=np.float32).reshape(1, 64, 64)
+    path = write_raster(tmp_path / "ramp.tif", values, transform=TRANSFORM)
+    from samgeo_ship.raster import Normalisation, Scene
+    from rasterio.windows import Window
+
+    with Scene.open(path, normalisation=Normalisation((0.0,), (64.0 * 64,))) as scene:
+        image, valid = scene.read_decimated(Window(-64, 0, 128, 128), 64)
+    assert valid[:32, 32:].all() and not valid[:, :32].any() and not valid[32:].any()
+    expected = values[0].reshape(32, 2, 32, 2).mean(axis=(1, 3)) / (64 * 64)
+    np.testing.assert_allclose(image[0, :32, 32:], expected, atol=1e-6)

@@ -59,7 +59,8 @@ def load_official(path, device="cpu") -> tuple["OfficialSam", BundleCard]:
     name or size) must have that checkpoint's SHA-256; any other ``.pth`` must fit vit_b, vit_l or vit_h exactly."""
     state, card = _checked(path)
     config = CONFIGS[card.model_type]
-    return OfficialSam(sam_from_state(config, state), config).eval().to(device), card
+    model = OfficialSam(sam_from_state(config, state), config, card.base_model, card.model_type)
+    return model.eval().to(device), card
 
 
 def _checked(path) -> tuple[dict, BundleCard]:
@@ -97,15 +98,29 @@ def no_prompter(source, model_type: str):
                         f"`shipseg train --model-type {model_type}` or `shipseg oneshot`")
 
 
-class OfficialSam(ShipSam):
-    """SAM with Meta's weights and no prompter. A box-prompted mask is cut to its box (grown by BOX_MARGIN)."""
+class NoProposer(nn.Module):
+    """The proposer of a model that has none (no weights): asked for ships, it says which commands make one."""
 
-    def __init__(self, sam, config: SamConfig):
-        nn.Module.__init__(self)  # ShipSam's own __init__ would build a prompter this model does not have
-        self.sam, self.config, self.prompter, self.box_prior = sam, config, None, 0.0
+    part = "no_proposer"
+    unused_parts: tuple[str, ...] = ()
+
+    def __init__(self, source: str, model_type: str):
+        super().__init__()
+        self.source, self.model_type = source, model_type
+
+    def proposals(self, *args, **kwargs):
+        raise no_prompter(self.source, self.model_type)
+
+
+class OfficialSam(ShipSam):
+    """SAM with Meta's weights and no ship prompter. A box-prompted mask is cut to its box (grown by BOX_MARGIN)."""
+
+    def __init__(self, sam, config: SamConfig, source: str, model_type: str):
+        super().__init__(sam, config, NoProposer(source, model_type))
+        self.source, self.model_type = source, model_type
 
     def propose(self, *args, **kwargs):
-        raise no_prompter(self.config.checkpoint, _model_type(self.config))
+        raise no_prompter(self.source, self.model_type)
 
     def decode(self, embedding, boxes=None, points=None, masks=None):
         logits, iou = super().decode(embedding, boxes=boxes, points=points, masks=masks)
@@ -115,7 +130,3 @@ class OfficialSam(ShipSam):
             inside = filled_boxes(torch.cat([centre - half, centre + half], dim=1).float(), self.img_size)
             logits = logits.masked_fill(~inside, _OUTSIDE)
         return logits, iou
-
-
-def _model_type(config: SamConfig) -> str:
-    return next(name for name, c in CONFIGS.items() if c == config)
