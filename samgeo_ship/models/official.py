@@ -1,6 +1,6 @@
 """Meta's SAM checkpoints used as they are: a ``.pth`` file or the name of a cached one (vit_b, vit_l, vit_h) loaded
 as a model that segments the user's prompts at any resolution. It has no ship prompter, so it cannot find ships on
-its own; ``shipseg train --model-type vit_b`` or ``shipseg oneshot`` make a detector from it."""
+its own; ``shipseg train --model-type vit_b`` (from these weights) or ``shipseg oneshot`` make a detector."""
 
 from __future__ import annotations
 
@@ -94,8 +94,9 @@ def official_card(model_type: str, path: Path) -> BundleCard:
 def no_prompter(source, model_type: str):
     """The error for a run that asks an official model to find ships without prompts."""
     return fail(source, f"is an official SAM model ({model_type}): it has no ship prompter, so it only segments the "
-                        f"ships you point at; give --boxes or --points, or make a ship detector from it with "
-                        f"`shipseg train --model-type {model_type}` or `shipseg oneshot`")
+                        f"ships you point at; give --boxes or --points, or make a ship detector with "
+                        f"`shipseg train --model-type {model_type}` (from these weights and your labelled ships) or "
+                        f"`shipseg oneshot` (from a few outlined ships)")
 
 
 class NoProposer(nn.Module):
