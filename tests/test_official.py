@@ -171,3 +171,25 @@ def test_decimated_window_read_keeps_place_and_validity(tmp_path):
     assert valid[:32, 32:].all() and not valid[:, :32].any() and not valid[32:].any()
     expected = values[0].reshape(32, 2, 32, 2).mean(axis=(1, 3)) / (64 * 64)
     np.testing.assert_allclose(image[0, :32, 32:], expected, atol=1e-6)
+
+
+def test_a_box_longer_than_a_tile_gets_one_window_and_a_seam_box_both_tiles(scene):
+    """Where each box of the end-to-end test goes: the small one to its tile, the seam one to both tiles it crosses
+    (their parts are unioned), the long one out of the grid into a window of its own that holds all of it."""
+    from samgeo_ship.inference.prompts import assign_prompts
+    from samgeo_ship.inference.windows import split_large_boxes
+    from samgeo_ship.raster import Scene
+    from samgeo_ship.tiling import TileGrid
+
+    boxes = np.array([utm_box(*b).bounds for b in BOXES_PX.values()])
+    with Scene.open(scene) as opened:
+        grid = TileGrid.for_scene(opened, TILE, overlap_px=0)
+        prompts, windows = split_large_boxes(grid, opened, boxes, assign_prompts(grid, opened, boxes=boxes))
+    tiles_of = {i: sorted(k for k, p in prompts.items() if i in p.ids) for i in range(3)}
+    assert tiles_of[0] == [(0, 0)] and tiles_of[1] == [(0, 0), (0, 1)]
+    assert len(windows) == 1 and tiles_of[2] == [(windows[0].row, windows[0].col)]
+    window_box = prompts[tiles_of[2][0]].boxes[0]
+    assert (window_box >= 0).all() and (window_box <= TILE).all()  # the whole box, inside the decimated window
+    corners = np.array([windows[0].transform @ tuple(window_box[[0, 1]]),
+                        windows[0].transform @ tuple(window_box[[2, 3]])])
+    np.testing.assert_allclose([*corners.min(axis=0), *corners.max(axis=0)], boxes[2], atol=1e-6)
