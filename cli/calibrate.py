@@ -4,8 +4,10 @@ import click
 
 from samgeo_ship import calibrate as run_calibration
 from samgeo_ship.errors import fail
+from samgeo_ship.models.zoo import model_path
+from samgeo_ship.outputs import check_outputs
 
-from .detect import one_line_warnings
+from .group import one_line_warnings
 from .progress import progress, tile_progress
 
 
@@ -35,7 +37,9 @@ def calibrate(model, scene, truth, more, bands, contrast_band, dry_run, batch_si
     """
     if len(more) % 2:
         raise fail(more[-1], "scenes and truths come in pairs (SCENE TRUTH): no truth file follows this scene")
-    with one_line_warnings(), progress("none" if quiet else "bar", "tiles") as reporter:
+    if not dry_run:  # MODEL is rewritten in place: refused now if it cannot be, not after the sweep
+        check_outputs([model_path(model)])
+    with one_line_warnings() as release, progress("none" if quiet else "bar", "tiles", release) as reporter:
         result = run_calibration(model, scene, truth, bands=bands, batch_size=batch_size, device=device,
                                  progress=tile_progress(reporter), write=not dry_run,
                                  more=list(zip(more[::2], more[1::2])), contrast_band=contrast_band)

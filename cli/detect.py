@@ -1,26 +1,18 @@
 """`shipseg detect`: a scene -> ship polygons (GeoJSON by default), with progress for people or for the QGIS plugin."""
 
-import contextlib
-import warnings
 from pathlib import Path
 
 import click
 
 from samgeo_ship import ShipDetector, ShipsegError
+from samgeo_ship.atomic import atomic_files
 from samgeo_ship.errors import NoValidPixels
+from samgeo_ship.outputs import check_outputs
 from samgeo_ship.vector.preview import SHIP_COLOUR, render_preview
 from samgeo_ship.vector.writers import check_output, write_ships
 
+from .group import one_line_warnings
 from .progress import MODES, progress, tile_progress
-
-
-@contextlib.contextmanager
-def one_line_warnings():
-    """Show library warnings (e.g. resolution) as one 'Warning: ...' line on stderr."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        warnings.showwarning = lambda message, *a, **k: click.echo(f"Warning: {message}", err=True)
-        yield
 
 
 def detect_with_preview(detector: ShipDetector, scene: Path, preview: Path | None, **run):
@@ -67,9 +59,11 @@ def output_path(scene: Path, output) -> Path:
 @click.option("--preview", type=click.Path(dir_okay=False, path_type=Path), help="Also write a quick-look PNG.")
 @click.option("--progress", "progress_mode", type=click.Choice(MODES), default="bar",
               show_default=True, help="json: one JSON object per line on stdout (for the QGIS plugin).")
+@click.option("--nodata", type=float, default=None, metavar="VALUE",
+              help="Pixels of this value in every band are fill, not image (for a scene that declares no nodata).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
 def detect(scene, model, output, bands, boxes, points, tile_size, overlap, batch_size, device, preview, progress_mode,
-           quiet):
+           nodata, quiet):
     """Find the ships in SCENE and write them as polygons with score, area, length, beam, heading and position.
 
     Example: shipseg detect scene.tif -m ships.safetensors -o ships.gpkg --preview quicklook.png
@@ -77,17 +71,17 @@ def detect(scene, model, output, bands, boxes, points, tile_size, overlap, batch
     if quiet and progress_mode == "bar":
         progress_mode = "none"
     out = output_path(scene, output)
-    with progress(progress_mode, "tiles") as reporter:
+    inputs = [scene, model, boxes, points]
+    with one_line_warnings() as release, progress(progress_mode, "tiles", release) as reporter:
         try:
-            check_output(out)
-            if preview is not None and preview.suffix.lower() != ".png":
-                raise ShipsegError(f"{preview}: the preview is written as PNG; name it *.png")
-            with one_line_warnings():
-                detector = ShipDetector(model, device=device, bands=bands, tile_size=tile_size, overlap=overlap,
-                                        batch_size=batch_size)
-                ships = detect_with_preview(detector, scene, preview, boxes=boxes, points=points,
-                                            progress=tile_progress(reporter))
-            write_ships(ships, out)
+            check_output(out, inputs=inputs)
+            check_outputs({out: None, preview: {".png"}}, inputs=inputs)
+            detector = ShipDetector(model, device=device, bands=bands, tile_size=tile_size, overlap=overlap,
+                                    batch_size=batch_size, nodata=nodata)
+            with atomic_files(out, preview) as (out_tmp, preview_tmp):  # both outputs or neither
+                ships = detect_with_preview(detector, scene, preview_tmp, boxes=boxes, points=points,
+                                            progress=tile_progress(reporter), on_plan=reporter.plan)
+                write_ships(ships, out_tmp)
         except ShipsegError as exc:
             reporter.emit("error", message=str(exc))  # the plugin reads stdout only; stderr gets the line too
             raise

@@ -6,9 +6,10 @@ from pathlib import Path
 import click
 
 from samgeo_ship import evaluate as evaluate_scene
-from samgeo_ship.atomic import atomic_file
+from samgeo_ship.atomic import atomic_files
+from samgeo_ship.outputs import check_outputs
 
-from .detect import one_line_warnings
+from .group import one_line_warnings
 from .progress import progress, tile_progress
 
 
@@ -29,10 +30,11 @@ def evaluate(model, scene, truth, bands, json_path, figure, batch_size, device, 
 
     Example: shipseg evaluate ships.safetensors scene.tif truth.geojson --json scores.json --figure scores.png
     """
-    with one_line_warnings(), progress("none" if quiet else "bar", "tiles") as reporter:
-        result = evaluate_scene(model, scene, truth, bands=bands, batch_size=batch_size, device=device,
-                                progress=tile_progress(reporter), figure=figure)
-    if json_path is not None:
-        with atomic_file(json_path) as tmp:
-            Path(tmp).write_text(json.dumps(result.to_dict(), indent=1))
+    check_outputs({json_path: {".json"}, figure: {".png"}}, inputs=[model, scene, truth])
+    with atomic_files(json_path, figure) as (json_tmp, figure_tmp):  # both outputs or neither
+        with one_line_warnings() as release, progress("none" if quiet else "bar", "tiles", release) as reporter:
+            result = evaluate_scene(model, scene, truth, bands=bands, batch_size=batch_size, device=device,
+                                    progress=tile_progress(reporter), figure=figure_tmp)
+        if json_path is not None:
+            json_tmp.write_text(json.dumps(result.to_dict(), indent=1))
     click.echo(result.table())

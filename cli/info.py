@@ -4,7 +4,9 @@ import json
 
 import click
 
-from samgeo_ship.models.zoo import model_card
+from samgeo_ship.models.bundle import verify_bundle
+from samgeo_ship.models.official import is_official
+from samgeo_ship.models.zoo import model_card, model_path
 
 
 def _rows(value, prefix=""):
@@ -29,8 +31,9 @@ _LONG = ("history", "datasets")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw card as JSON.")
 def info(model, as_json):
     """Print the card of the model bundle MODEL (or `default`): what it was trained on and how detection must use
-    it."""
-    card = model_card(model)
+    it. The card and the weights are checked against their hashes first; a bundle that fails is refused, not
+    printed. An official SAM checkpoint (.pth, vit_b) prints the card built for it in memory."""
+    card = model_card(model) if is_official(model) else verify_bundle(model_path(model))[0]
     if as_json:
         click.echo(card.to_json())
         return

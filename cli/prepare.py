@@ -4,6 +4,7 @@ import click
 
 from samgeo_ship import prepare_dataset
 
+from .group import one_line_warnings
 from .progress import progress
 
 
@@ -18,17 +19,20 @@ from .progress import progress
               help="Polygons (any vector format, any CRS) inside which every ship is labelled: the rest of the scene "
                    "becomes nodata, so its unlabelled ships are not taught as background. For a partly labelled "
                    "scene, e.g. 20 ships labelled in one basin.")
-@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+@click.option("--nodata", type=float, default=None, metavar="VALUE",
+              help="Pixels of this value in every band are fill, not image (for a scene that declares no nodata).")
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it is a dataset made by shipseg prepare.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def prepare(scene, labels, output, bands, tile_size, overlap, labelled_area, overwrite, quiet):
+def prepare(scene, labels, output, bands, tile_size, overlap, labelled_area, nodata, overwrite, quiet):
     """Tile SCENE and rasterise the ships in LABELS (GeoJSON, GeoPackage, Shapefile, GeoParquet or COCO JSON)
     into a training dataset.
 
     Example: shipseg prepare scene.tif ships.geojson -o dataset/ --bands B04,B03,B02
     """
-    with progress("none" if quiet else "bar", "tiles") as reporter:
+    with one_line_warnings() as release, progress("none" if quiet else "bar", "tiles", release) as reporter:
         summary = prepare_dataset(scene, labels, output, bands=bands, tile_size=tile_size, overlap=overlap,
-                                  overwrite=overwrite, progress=reporter.show, labelled_area=labelled_area)
+                                  overwrite=overwrite, progress=reporter.show, labelled_area=labelled_area,
+                                  nodata=nodata)
     dropped = ", ".join(f"{n} {reason}" for reason, n in summary.dropped.items()) or "none"
     area = f", {summary.tiles_outside_area} outside the labelled area" if labelled_area else ""
     click.echo(f"{output}: {summary.tiles} tiles ({summary.tiles_skipped_nodata} skipped as nodata{area}), "

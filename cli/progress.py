@@ -11,16 +11,29 @@ MODES = ("bar", "json", "none")
 
 
 class Progress:
-    """``show(done, total, **counts)`` drives the bar; ``emit(event, **fields)`` writes a JSON event. Each is a
-    no-op in the modes it does not belong to, so a command calls both and the mode decides."""
+    """``show(done, total, **counts)`` drives the bar; ``emit(event, **fields)`` writes a JSON event; ``plan(info)``
+    states the tile count and the time they will take, as a "plan" event or a line above the bar. Each is a no-op in
+    the modes it does not belong to, so a command calls them all and the mode decides.
 
-    def __init__(self, mode: str, unit: str):
+    ``on_start()`` is called before the first report (``one_line_warnings``' release), and the bar is made only
+    then, so input refused before any work prints its error line alone."""
+
+    def __init__(self, mode: str, unit: str, on_start=None):
         if mode not in MODES:
             raise ValueError(f"progress mode {mode!r} is not one of {MODES}")
-        self.mode = mode
-        self._bar = tqdm(unit=f" {unit}", dynamic_ncols=True, leave=False, file=sys.stderr) if mode == "bar" else None
+        self.mode, self.unit = mode, unit
+        self._on_start = on_start
+        self._bar = None
+
+    def _start(self) -> None:
+        if self._on_start is not None:
+            self._on_start()
+            self._on_start = None
+        if self.mode == "bar" and self._bar is None:
+            self._bar = tqdm(unit=f" {self.unit}", dynamic_ncols=True, leave=False, file=sys.stderr)
 
     def show(self, done: int, total: int, **counts) -> None:
+        self._start()
         if self._bar is None:
             return
         self._bar.total = total
@@ -33,6 +46,13 @@ class Progress:
         if self.mode == "json":
             print(json.dumps({"event": event, **fields}), flush=True)
 
+    def plan(self, info: dict) -> None:
+        """``info``: tiles_total, tiles_done, seconds_per_tile, eta_s (measured on the first batch)."""
+        self.emit("plan", **info)
+        if self.mode == "bar":
+            tqdm.write(f"{info['tiles_total']} {self.unit}, about {_duration(info['eta_s'])} at "
+                       f"{info['seconds_per_tile']:.3g} s per tile", file=sys.stderr)
+
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
@@ -40,9 +60,9 @@ class Progress:
 
 
 @contextlib.contextmanager
-def progress(mode: str, unit: str):
+def progress(mode: str, unit: str, on_start=None):
     """A Progress for the duration of a command (``mode``: bar, json or none)."""
-    reporter = Progress(mode, unit)
+    reporter = Progress(mode, unit, on_start)
     try:
         yield reporter
     finally:
@@ -55,3 +75,11 @@ def tile_progress(reporter: Progress):
         reporter.show(done, total, ships=ships)
         reporter.emit("progress", tiles_done=done, tiles_total=total, ships=ships)
     return update
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:,.0f} h"

@@ -5,9 +5,12 @@ from pathlib import Path
 
 import click
 
-from .progress import progress
+from samgeo_ship.atomic import atomic_files
 from samgeo_ship.errors import fail
+from samgeo_ship.outputs import check_outputs
 from samgeo_ship.synthetic import SynthSpec, plan_scene, write_raster, write_truth
+
+from .progress import progress
 
 
 def _size(out: Path, text: str) -> tuple[int, int]:
@@ -45,14 +48,14 @@ def _synth(out, truth, size, pixel_size, crs, center, bands, ships, seed, seam_e
     for path in (out, truth):
         if path.exists() and not overwrite:
             raise fail(path, "already exists; pass --overwrite to replace it")
-        if not path.parent.is_dir():
-            raise fail(path, "its folder does not exist")
+    check_outputs({out: {".tif", ".tiff"}, truth: {".geojson", ".json"}})
     spec = SynthSpec(width, height, pixel_size_m=pixel_size, crs=crs, bands=bands, n_ships=ships, seed=seed,
                      seam_every_px=seam_every, nodata_fraction=nodata_fraction, center_lonlat=tuple(center))
     result = plan_scene(spec, out)  # checks the spec before anything is shown or written
-    with progress("none" if quiet else "bar", "blocks") as reporter:
-        write_raster(result, out, reporter.show)
-    write_truth(result, truth)
+    with atomic_files(out, truth) as (out_tmp, truth_tmp):  # the scene and its truth, or neither
+        with progress("none" if quiet else "bar", "blocks") as reporter:
+            write_raster(result, out_tmp, reporter.show)
+        write_truth(result, truth_tmp)
     click.echo(f"{out}: {width}x{height} px {bands} in EPSG:{result.crs.to_epsg()}; "
                f"{truth}: {result.n_ships} ships")
 

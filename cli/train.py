@@ -5,6 +5,7 @@ from tqdm import tqdm
 
 from samgeo_ship.models.registry import CONFIGS
 from samgeo_ship.models.shipsam import PROMPTER_PIXELS
+from samgeo_ship.outputs import check_outputs
 from samgeo_ship.training import TrainConfig, train as run_training
 from samgeo_ship.training.advice import dataset_advice
 from samgeo_ship.training.modes import MODES
@@ -64,6 +65,7 @@ def train(ctx, datasets, output, model_type, encoder, epochs, batch_size, lr, va
 
     Example: shipseg train harbour_ds/ -o ships.safetensors --model-type vit_b --epochs 30
     """
+    check_outputs({output: {".safetensors"}}, inputs=[*datasets, *val_datasets, init_model, base_checkpoint])
     config = TrainConfig(model_type=model_type, encoder=encoder, epochs=epochs, batch_size=batch_size, lr=lr,
                          val_fraction=val_fraction, patience=patience, seed=seed, device=device,
                          augment=not no_augment, lora_rank=lora_rank, lora_alpha=lora_alpha,

@@ -14,15 +14,19 @@ The public API (everything else is documented per submodule)::
     print(ss.evaluate("ships.safetensors", "test.tif", "test_truth.geojson").table())
     net, card = ss.load_model("ships.safetensors")         # the ShipSam module and its card
 
-Bad input raises ``ShipsegError`` with a one-line message naming the file. Names are imported on first use, so
-``import samgeo_ship`` stays cheap (no torch until a model is needed).
+Bad input raises ``ShipsegError`` with a one-line message naming the file. The names are imported on first use:
+``import samgeo_ship`` loads the model layer (every bundle kind registers itself), not detection or training.
 """
 
 from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+from samgeo_ship.version import __version__
+
+# Bundle kinds defined above models register themselves on import (samgeo_ship.models.bundle.BUNDLE_KINDS), so every
+# program that imports samgeo_ship loads every kind of bundle.
+from samgeo_ship.oneshot import proposer as _oneshot_proposer  # noqa: F401
 
 # public name -> (module, attribute)
 _EXPORTS = {

@@ -1,4 +1,6 @@
 """Training datasets on disk: a scene's tiles as GeoTIFF chips, their ship instances as label rasters + GeoParquet.
+Written by ``prepare_dataset`` and read by ``open_dataset`` (with ``read_chip`` and ``read_instances``) here, so the
+format has one home.
 
 The format is readable without shipseg (any GIS opens the chips; pandas/geopandas read the index):
 
@@ -19,11 +21,13 @@ from typing import Callable
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import rasterio
 
 from samgeo_ship.atomic import atomic_dir
 from samgeo_ship.errors import fail
 from samgeo_ship.labels import known_pixels, load_area, load_labels, tile_instances
+from samgeo_ship.outputs import check_output_folder
 from samgeo_ship.raster import Scene, to_uint8
 from samgeo_ship.tiling import TileGrid
 
@@ -47,26 +51,41 @@ class PrepareSummary:
 
 def prepare_dataset(scene_path, labels_path, out_dir, bands=None, tile_size: int = 512, overlap: int = 32,
                     overwrite: bool = False, progress: Callable[[int, int], None] | None = None,
-                    labelled_area=None) -> PrepareSummary:
+                    labelled_area=None, nodata: float | None = None) -> PrepareSummary:
     """Tile ``scene_path``, rasterise the ships of ``labels_path`` per tile and write a dataset to ``out_dir``.
 
     ``labelled_area``: polygons (a vector file) inside which every ship is labelled, for a partly labelled scene.
     Pixels outside it and off every labelled ship are written as nodata (0, GDAL mask cleared), and tiles left
     with no valid core pixel are skipped, so the unlabelled ships elsewhere never become training background.
-    Without it the whole scene counts as labelled.
+    Without it the whole scene counts as labelled. ``nodata``: the fill value of a scene that declares none.
 
     The directory appears whole when done, or not at all. ``progress(done, total)`` is called after each tile."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise fail(out_dir, "already exists (use --overwrite to replace it)")
-    with Scene.open(scene_path, bands=bands) as scene:
+    if not 0 <= overlap < tile_size / 2:
+        raise fail(out_dir, f"an overlap of {overlap} px leaves no core in a {tile_size} px tile (use under half "
+                            "the tile size)")
+    out_dir = check_output_folder(out_dir, [scene_path, labels_path, labelled_area], overwrite, is_dataset,
+                                  "dataset")
+    with Scene.open(scene_path, bands=bands, nodata=nodata) as scene:
         labels = load_labels(labels_path, scene)
+        if len(labels) == 0:
+            reasons = ", ".join(f"{n} {why}" for why, n in labels.dropped_reasons().items())
+            raise fail(labels_path, f"no label can be used, so the dataset would hold no ship ({reasons})")
         area = None if labelled_area is None else load_area(labelled_area, scene)
         grid = TileGrid.for_scene(scene, tile_size, overlap_px=overlap)
         with atomic_dir(out_dir, overwrite=overwrite) as tmp:
             summary = _write_tiles(scene, labels, area, grid, tmp, progress)
             _write_card(tmp / "dataset.json", scene, grid, summary, labels.dropped, labelled_area)
     return summary
+
+
+def is_dataset(folder: Path) -> bool:
+    """Whether ``folder`` holds a dataset written by ``prepare_dataset`` (its card says so): the only kind of
+    folder ``overwrite`` may replace."""
+    try:
+        card = json.loads((Path(folder) / "dataset.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(card, dict) and card.get("format") == FORMAT
 
 
 def _write_tiles(scene, labels, area, grid, root: Path, progress) -> PrepareSummary:
@@ -138,3 +157,74 @@ def _write_card(path: Path, scene, grid, summary: PrepareSummary, dropped: dict,
         "labelled_area": None if labelled_area is None else str(labelled_area),
     }
     path.write_text(json.dumps(card, indent=2))
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One prepared dataset directory: its card (dataset.json), tile ids and per-tile instance boxes."""
+
+    path: Path
+    card: dict
+    tiles: tuple[str, ...]
+    boxes: dict  # tile id -> (N, 4) float32 boxes in tile pixels, row k-1 for instance k
+
+    @property
+    def ships(self) -> int:
+        return int(sum(len(b) for b in self.boxes.values()))
+
+
+@dataclass(frozen=True)
+class TileRef:
+    """One tile of one dataset."""
+
+    dataset: Dataset
+    tile: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset.path.name}/{self.tile}"
+
+
+def open_dataset(path) -> Dataset:
+    """Read a dataset directory's card and instance index; ShipsegError if it is not a shipseg dataset."""
+    path = Path(path)
+    if not path.exists():
+        raise fail(path, "no such dataset directory")
+    if not path.is_dir():
+        raise fail(path, "is a file, not a dataset directory made by shipseg prepare")
+    card_path = path / "dataset.json"
+    if not card_path.exists() or not (path / "images").is_dir() or not (path / "instances.parquet").exists():
+        raise fail(path, "is not a shipseg dataset (no dataset.json, images/ and instances.parquet; "
+                   "make one with shipseg prepare)")
+    try:
+        card = json.loads(card_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise fail(card_path, f"is not valid JSON ({exc})") from None
+    if not isinstance(card, dict) or card.get("format") != FORMAT:
+        raise fail(card_path, f"is not a {FORMAT} dataset card")
+    tiles = tuple(sorted(p.stem for p in (path / "images").glob("*.tif")))
+    if not tiles:
+        raise fail(path, "holds no tiles in images/")
+    index = pd.read_parquet(path / "instances.parquet", columns=["tile", "instance", "box_x0", "box_y0",
+                                                                   "box_x1", "box_y1"])
+    boxes = {t: np.zeros((0, 4), np.float32) for t in tiles}
+    for tile, rows in index.sort_values(["tile", "instance"]).groupby("tile"):
+        boxes[tile] = rows[["box_x0", "box_y0", "box_x1", "box_y1"]].to_numpy(np.float32)
+    return Dataset(path, card, tiles, boxes)
+
+
+def read_chip(ref: TileRef) -> np.ndarray:
+    """(C, T, T) uint8 chip of a tile."""
+    with rasterio.open(ref.dataset.path / "images" / f"{ref.tile}.tif") as src:
+        return src.read()
+
+
+def read_instances(ref: TileRef) -> np.ndarray:
+    """(N, T, T) bool instance masks of a tile (instance k is row k-1)."""
+    n = len(ref.dataset.boxes[ref.tile])
+    path = ref.dataset.path / "masks" / f"{ref.tile}.tif"
+    if not path.exists():
+        raise fail(path, "is missing, but instances.parquet lists ships on this tile")
+    with rasterio.open(path) as src:
+        raster = src.read(1)
+    return raster[None] == np.arange(1, n + 1, dtype=raster.dtype)[:, None, None]

@@ -1,4 +1,5 @@
-"""The one exception class users see: bad input, reported as one sentence naming the file."""
+"""The one exception class users see: bad input, reported as one sentence naming the file. Its subclasses name the
+problems callers handle rather than report, so that they test the type, never the wording."""
 
 
 class ShipsegError(Exception):
@@ -7,6 +8,10 @@ class ShipsegError(Exception):
 
 class NoValidPixels(ShipsegError):
     """The raster holds no valid pixels (everything is nodata): nothing to normalise, train on or find ships in."""
+
+
+class NoSuchBand(ShipsegError):
+    """The raster has no band of the name or number asked for."""
 
 
 def fail(path, problem: str) -> "ShipsegError":

@@ -152,36 +152,66 @@ def _coco_polygons(path: Path, coco: dict, scene):
     if (image.get("width"), image.get("height")) != (scene.width, scene.height):
         raise fail(path, f"the COCO image is {image.get('width')} x {image.get('height')} px but the scene "
                          f"{scene.path.name} is {scene.width} x {scene.height} px")
+    annotations = coco["annotations"]
+    if not isinstance(annotations, list) or not all(isinstance(a, dict) for a in annotations):
+        raise fail(path, "its COCO 'annotations' is not a list of objects")
     ids, geoms = [], []
-    for ann in coco["annotations"]:
-        if ann.get("image_id", image["id"]) != image["id"]:
+    for n, ann in enumerate(annotations, start=1):
+        if ann.get("image_id", image.get("id")) != image.get("id"):
             continue
-        ids.append(int(ann["id"]))
-        geoms.append(_coco_geometry(ann.get("segmentation"), image, scene.transform))
-    return ids, geoms
+        ids.append(ann.get("id"))
+        try:
+            geoms.append(_coco_geometry(ann.get("segmentation"), scene))
+        except (TypeError, ValueError, IndexError, OverflowError) as exc:
+            raise fail(path, f"annotation {ann.get('id', f'number {n}')!r}: {exc}") from None
+    return label_ids(ids), geoms
+
+
+def label_ids(values) -> list[int]:
+    """The labels' own ids when they are distinct whole numbers (as numbers or digits), else 1..N in file order:
+    ids such as "ship-a", missing or repeated ids must not stop a label file from being read."""
+    try:
+        ids = [int(v) for v in values if not isinstance(v, (bool, float)) and str(v).strip().lstrip("-").isdigit()]
+    except (TypeError, ValueError):
+        ids = []
+    return ids if len(ids) == len(values) and len(set(ids)) == len(ids) else list(range(1, len(values) + 1))
 
 
 def _coco_image(path: Path, coco: dict, scene) -> dict:
     images = coco["images"]
+    if not isinstance(images, list) or not images or not all(isinstance(im, dict) for im in images):
+        raise fail(path, "its COCO 'images' is not a list of image objects")
     if len(images) == 1:
         return images[0]
-    named = [im for im in images if Path(im.get("file_name", "")).name == scene.path.name]
+    named = [im for im in images if Path(str(im.get("file_name") or "")).name == scene.path.name]
     if len(named) != 1:
         raise fail(path, f"holds {len(images)} images and none is named {scene.path.name}")
     return named[0]
 
 
-def _coco_geometry(seg, image: dict, transform: Affine):
-    """COCO segmentation (polygons, or RLE with compressed or uncompressed counts) -> polygon in scene CRS."""
+def _coco_geometry(seg, scene):
+    """COCO segmentation (polygons, or RLE with compressed or uncompressed counts) -> polygon in scene CRS. Raises
+    ValueError/TypeError for a segmentation that is not numbers, or whose runs do not fit the image."""
+    transform = scene.transform
     if isinstance(seg, list):  # polygons: [[x0, y0, x1, y1, ...], ...] in pixel-edge coordinates
-        polys = [shapely.Polygon([transform @ (p[i], p[i + 1]) for i in range(0, len(p) - 1, 2)])
-                 for p in seg if len(p) >= 6]
+        rings = [np.asarray(p, dtype=float) for p in seg if isinstance(p, list) and len(p) >= 6]
+        if any(r.ndim != 1 or not np.all(np.isfinite(r)) for r in rings):
+            raise ValueError("polygon coordinates must be finite numbers")
+        polys = [shapely.Polygon([transform @ (r[i], r[i + 1]) for i in range(0, len(r) - 1, 2)]) for r in rings]
         return shapely.union_all([shapely.make_valid(p) for p in polys]) if polys else None
     if isinstance(seg, dict) and "counts" in seg:
-        height, width = seg.get("size", (image["height"], image["width"]))
+        size = seg.get("size", [scene.height, scene.width])
+        if list(size) != [scene.height, scene.width]:
+            raise ValueError(f"its RLE size {size} is not the image's {scene.height} x {scene.width} px")
         counts = seg["counts"]
-        counts = _rle_from_string(counts) if isinstance(counts, (str, bytes)) else list(counts)
-        rows, cols = _rle_pixels(counts, height)
+        counts = _rle_from_string(counts) if isinstance(counts, (str, bytes)) else counts
+        if not isinstance(counts, list) or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0
+                                                   for c in counts):
+            raise ValueError("RLE counts must be whole numbers of zero or more")
+        if sum(counts) > scene.height * scene.width:
+            raise ValueError(f"its RLE runs cover {sum(counts)} pixels, more than the "
+                             f"{scene.height} x {scene.width} px image holds")
+        rows, cols = _rle_pixels(counts, scene.height)
         if rows.size == 0:
             return None
         r0, c0 = rows.min(), cols.min()
@@ -208,6 +238,8 @@ def _rle_from_string(s) -> list[int]:
     while p < len(s):
         x, k, more = 0, 0, True
         while more:
+            if p >= len(s) or k > 12:  # a run longer than any image: the string is damaged
+                raise ValueError("its compressed RLE counts are damaged")
             c = ord(s[p]) - 48
             x |= (c & 0x1F) << (5 * k)
             more = bool(c & 0x20)
@@ -244,7 +276,7 @@ def _vector_polygons(path: Path, scene):
         raise fail(scene.path, f"the raster has no CRS, so the labels in {gdf.crs.to_string()} cannot be placed")
     gdf = gdf.to_crs(scene.crs)
     id_col = next((c for c in ("ship_id", "id", "fid") if c in gdf.columns), None)
-    ids = [int(v) for v in gdf[id_col]] if id_col and gdf[id_col].is_unique else list(range(1, len(gdf) + 1))
+    ids = label_ids(list(gdf[id_col])) if id_col else list(range(1, len(gdf) + 1))
     return ids, list(gdf.geometry), scene.crs
 
 
@@ -256,6 +288,9 @@ def _clean(ids, geoms, crs, scene) -> Labels:
     for ship_id, geom in zip(ids, geoms):
         if geom is None or geom.is_empty:
             dropped[ship_id] = "empty geometry"
+            continue
+        if not np.isfinite(shapely.get_coordinates(geom)).all():
+            dropped[ship_id] = "coordinates that are not numbers"
             continue
         if not geom.is_valid:
             geom = shapely.make_valid(geom)

@@ -3,8 +3,9 @@ length and heading errors of matched ships. Used by `shipseg evaluate`, the test
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import shapely
@@ -146,11 +147,12 @@ def size_class(area_px) -> np.ndarray:
     return np.where(a < SMALL_BELOW_PX, "small", np.where(a > LARGE_ABOVE_PX, "large", "medium")).astype(object)
 
 
-def best_threshold(sweep: list[tuple[float, Matching]]) -> tuple[float, Matching]:
-    """The (threshold, matching) of a sweep with the highest F1; on a tie, the highest threshold (as good, with
+def best_threshold(sweep: list[tuple], f1: Callable = operator.attrgetter("f1")) -> tuple:
+    """The (threshold, result) of a sweep with the highest F1; on a tie, the highest threshold (as good, with
     fewer detections; calibrate keeps the card's own when nothing is found at any threshold). A threshold may be a
-    tuple (score, minimum contrast): ties then go to the highest score, then the highest contrast."""
-    return max(sweep, key=lambda tm: (tm[1].f1, tm[0]))
+    tuple (score, minimum contrast): ties then go to the highest score, then the highest contrast. ``f1``: the F1
+    of a result (default: a Matching's)."""
+    return max(sweep, key=lambda tm: (f1(tm[1]), tm[0]))
 
 
 def heading_difference_deg(a, b) -> np.ndarray:

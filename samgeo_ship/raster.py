@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -9,11 +10,13 @@ from typing import Sequence
 import numpy as np
 import rasterio
 from affine import Affine
-from pyproj import Geod, Transformer
-from rasterio.enums import Resampling
-from rasterio.errors import RasterioIOError
+from pyproj import Geod
+from rasterio._err import CPLE_BaseError
+from rasterio.enums import MaskFlags, Resampling
+from rasterio.errors import RasterioError
 from rasterio.windows import Window, from_bounds
 
+from samgeo_ship.crs import transformer
 from samgeo_ship.errors import NoSuchBand, NoValidPixels, fail
 
 # GDAL's block cache defaults to 5% of RAM; a bounded cache keeps memory independent of scene size.
@@ -26,6 +29,16 @@ STATS_MAX_SIDE = 1024
 SMALL_SCENE_PX = 8192 * 8192
 SAMPLE_WINDOW = 64
 _GEOD = Geod(ellps="WGS84")
+# GDAL reports a damaged file (truncated blocks, a VRT source that is gone) as either family, from any read.
+READ_ERRORS = (RasterioError, CPLE_BaseError)
+# A constant value covering this share of the border and of the scene, in a raster that declares no nodata,
+# is most likely fill (the black wedge of a reprojected or clipped scene) rather than water.
+FILL_BORDER_SHARE = 0.05
+FILL_SCENE_SHARE = 0.01
+
+
+class NodataWarning(UserWarning):
+    """The scene seems to hold fill pixels that its metadata does not mark as nodata."""
 
 
 @dataclass(frozen=True)
@@ -73,30 +86,42 @@ class Scene:
     Reads are windowed; nothing here ever reads the full scene at full resolution.
     """
 
-    def __init__(self, path: Path, src, band_indexes: list[int], normalisation: Normalisation | None):
+    def __init__(self, path: Path, src, band_indexes: list[int], normalisation: Normalisation | None,
+                 nodata: float | None = None):
         self.path = path
         self._src = src
         self.band_indexes = band_indexes
         self._normalisation = normalisation
+        self.nodata = nodata
 
     @classmethod
-    def open(cls, path, bands=None, normalisation: Normalisation | None = None) -> "Scene":
+    def open(cls, path, bands=None, normalisation: Normalisation | None = None,
+             nodata: float | None = None) -> "Scene":
         """Open ``path`` (any GDAL raster). ``bands``: names (band descriptions) or 1-based indexes; default: the
-        first three bands (or the only one). ``normalisation``: reuse given statistics instead of computing them."""
+        first three bands (or the only one). ``normalisation``: reuse given statistics instead of computing them.
+        ``nodata``: a value that marks invalid pixels (in every selected band), replacing the file's own nodata
+        and masks, for scenes whose fill is not declared."""
         path = Path(path)
         if not path.exists():
             raise fail(path, "no such file")
+        if path.is_dir():
+            raise fail(path, "is a folder, not a raster file")
         env = rasterio.Env(**GDAL_ENV)
         env.__enter__()
         try:
             src = rasterio.open(path)
-        except RasterioIOError as exc:
+        except (*READ_ERRORS, OSError) as exc:
             env.__exit__(None, None, None)
             raise fail(path, f"not a raster GDAL can read ({_first_line(exc)})") from None
-        scene = cls(path, src, [], normalisation)
+        scene = cls(path, src, [], normalisation, nodata)
         scene._env = env
         try:
+            _check_grid(path, src)
             scene.band_indexes = _select_bands(path, src, parse_bands(bands))
+            kinds = {np.dtype(src.dtypes[i - 1]).kind for i in scene.band_indexes}
+            if "c" in kinds:
+                raise fail(path, "has complex-valued bands (e.g. SAR single-look complex); convert them to "
+                                 "amplitude first (e.g. gdal_translate with a VRT pixel function 'mod')")
             if normalisation is not None and len(normalisation.low) != len(scene.band_indexes):
                 raise fail(path, f"the normalisation has {len(normalisation.low)} bands but "
                                  f"{len(scene.band_indexes)} were selected")
@@ -146,14 +171,20 @@ class Scene:
     @property
     def ground_pixel_size_m(self) -> float:
         """Ground size of one pixel at the scene centre in metres, right in any CRS (UTM, degrees, Web Mercator,
-        where a CRS unit on the ground is shorter than a metre by cos(latitude))."""
-        to_lonlat = Transformer.from_crs(self.require_crs(), "EPSG:4326", always_xy=True)
+        where a CRS unit on the ground is shorter than a metre by cos(latitude)): the mean of its width and height."""
+        return sum(self.ground_pixel_sizes_m) / 2
+
+    @property
+    def ground_pixel_sizes_m(self) -> tuple[float, float]:
+        """(width, height) on the ground of one pixel at the scene centre in metres; near a pole a pixel in degrees
+        is far narrower than it is tall."""
+        to_lonlat = transformer(self.require_crs(), "EPSG:4326")
         cx, cy = self.width / 2, self.height / 2
         corners = [self.transform @ p for p in ((cx, cy), (cx + 1, cy), (cx, cy + 1))]
         lons, lats = to_lonlat.transform([p[0] for p in corners], [p[1] for p in corners])
         dx = _GEOD.inv(lons[0], lats[0], lons[1], lats[1])[2]
         dy = _GEOD.inv(lons[0], lats[0], lons[2], lats[2])[2]
-        return (dx + dy) / 2
+        return dx, dy
 
     @property
     def has_band_names(self) -> bool:
@@ -206,9 +237,21 @@ class Scene:
         raw values of the selected bands and the (h, w) valid mask."""
         scale = max(1.0, max(self.width, self.height) / max_side)
         shape = (max(1, round(self.height / scale)), max(1, round(self.width / scale)))
-        data = self._src.read(self.band_indexes, out_shape=(len(self.band_indexes), *shape),
-                              resampling=Resampling.nearest)
-        return data, self._src.dataset_mask(out_shape=shape, resampling=Resampling.nearest) > 0
+        try:
+            data = self._src.read(self.band_indexes, out_shape=(len(self.band_indexes), *shape),
+                                  resampling=Resampling.nearest)
+            if self.nodata is not None:
+                return data, np.all(data != self.nodata, axis=0)
+            valid = self._src.dataset_mask(out_shape=shape, resampling=Resampling.nearest) > 0
+        except READ_ERRORS as exc:
+            raise fail(self.path, f"cannot be read, the file is damaged or incomplete ({_first_line(exc)})") from None
+        if self._declares_no_nodata():
+            _warn_fill(self.path, data, valid)
+        return data, valid
+
+    def _declares_no_nodata(self) -> bool:
+        """Whether the file marks no pixel invalid at all: no nodata value, no mask, no alpha band."""
+        return self.nodata is None and all(flags == [MaskFlags.all_valid] for flags in self._src.mask_flag_enums)
 
     def _sampled(self, max_side: int) -> tuple[np.ndarray, np.ndarray]:
         """(C, N) values and (N,) validity of an even grid of windows holding about max_side**2 pixels."""
@@ -225,28 +268,32 @@ class Scene:
         return self._src.window_transform(window)
 
     def read_decimated(self, window: Window, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Boundless read of a square ``window`` resampled to ``size`` x ``size`` px (area average; nearest for the
-        valid mask), normalised as ``read``: a window larger than a model input seen whole in one."""
-        out = np.zeros((len(self.band_indexes), size, size), np.float32)
+        """Boundless read of a square ``window`` resampled to ``size`` x ``size`` px (area average, or nearest with a
+        ``nodata`` of the run's own, which GDAL does not know to leave out; nearest for the valid mask), normalised
+        as ``read``: a window larger than a model input seen whole in one."""
+        data = np.zeros((len(self.band_indexes), size, size), dtype=self._src.dtypes[self.band_indexes[0] - 1])
         valid = np.zeros((size, size), bool)
         inner = _intersect(window, self.width, self.height)
         if inner is None:
-            return out, valid
+            return self._normalised(data, valid)
         f = size / float(window.width)
         c0, r0 = round((inner.col_off - window.col_off) * f), round((inner.row_off - window.row_off) * f)
         w, h = max(1, min(size - c0, round(inner.width * f))), max(1, min(size - r0, round(inner.height * f)))
-        shape = (len(self.band_indexes), h, w)
+        shape, rs, cs = (len(self.band_indexes), h, w), slice(r0, r0 + h), slice(c0, c0 + w)
+        resampling = Resampling.average if self.nodata is None else Resampling.nearest
         try:
-            data = self._src.read(self.band_indexes, window=inner, out_shape=shape, resampling=Resampling.average)
-            masks = self._src.read_masks(self.band_indexes, window=inner, out_shape=shape,
-                                         resampling=Resampling.nearest)
-        except RasterioIOError as exc:
+            data[:, rs, cs] = self._src.read(self.band_indexes, window=inner, out_shape=shape, resampling=resampling)
+            if self.nodata is None:
+                masks = self._src.read_masks(self.band_indexes, window=inner, out_shape=shape,
+                                             resampling=Resampling.nearest)
+                valid[rs, cs] = np.all(masks > 0, axis=0)
+            else:
+                valid[rs, cs] = np.all(data[:, rs, cs] != self.nodata, axis=0)
+        except READ_ERRORS as exc:
             raise fail(self.path, f"cannot read window {_window_str(window)} ({_first_line(exc)})") from None
-        ok = np.all(masks > 0, axis=0) & (np.all(np.isfinite(data), axis=0) if data.dtype.kind == "f" else True)
-        out[:, r0:r0 + h, c0:c0 + w] = self.normalisation.apply(data)
-        valid[r0:r0 + h, c0:c0 + w] = ok
-        out[:, ~valid] = 0.0
-        return out, valid
+        if data.dtype.kind == "f":
+            valid &= np.all(np.isfinite(data), axis=0)
+        return self._normalised(data, valid)
 
     def read_raw(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """Boundless read: (C, h, w) raw values and an (h, w) bool mask of valid pixels.
@@ -262,20 +309,60 @@ class Scene:
         rs, cs = slice(r0, r0 + int(inner.height)), slice(c0, c0 + int(inner.width))
         try:
             data[:, rs, cs] = self._src.read(self.band_indexes, window=inner)
-            masks = self._src.read_masks(self.band_indexes, window=inner)
-        except RasterioIOError as exc:
+            if self.nodata is None:
+                valid[rs, cs] = np.all(self._src.read_masks(self.band_indexes, window=inner) > 0, axis=0)
+            else:
+                valid[rs, cs] = np.all(data[:, rs, cs] != self.nodata, axis=0)
+        except READ_ERRORS as exc:
             raise fail(self.path, f"cannot read window {_window_str(window)} ({_first_line(exc)})") from None
-        valid[rs, cs] = np.all(masks > 0, axis=0)
         if data.dtype.kind == "f":
             valid &= np.all(np.isfinite(data), axis=0)
         return data, valid
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """Boundless read, normalised: (C, h, w) float32 in [0, 1] (0 where invalid) and the (h, w) valid mask."""
-        data, valid = self.read_raw(window)
+        return self._normalised(*self.read_raw(window))
+
+    def read_overview(self, max_side: int) -> tuple[np.ndarray, np.ndarray]:
+        """The whole scene decimated (nearest neighbour) to at most ``max_side`` px a side, normalised as ``read``
+        gives a window: (C, h, w) float32 in [0, 1] and the (h, w) valid mask. Memory follows ``max_side``, not
+        the scene size."""
+        return self._normalised(*self.decimated(max_side))
+
+    def _normalised(self, data: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = self.normalisation.apply(data)
         out[:, ~valid] = 0.0
         return out, valid
+
+
+def _check_grid(path: Path, src) -> None:
+    """Refuse a georeference that would divide by zero or put pixels beyond the poles."""
+    t = src.transform
+    if not all(np.isfinite([t.a, t.b, t.c, t.d, t.e, t.f])) or t.a * t.e - t.b * t.d == 0:
+        raise fail(path, f"its pixel size is zero or not a number ({t.a:g} x {t.e:g}): the georeference is broken")
+    if src.crs is not None and src.crs.is_geographic:
+        south, north = min(src.bounds.bottom, src.bounds.top), max(src.bounds.bottom, src.bounds.top)
+        if south < -90 or north > 90:
+            raise fail(path, f"reaches latitude {north if north > 90 else south:.6g}, beyond the pole: the "
+                             "georeference is wrong")
+
+
+def _warn_fill(path: Path, data: np.ndarray, valid: np.ndarray) -> None:
+    """Warn when one constant value (in every band) covers much of the border and of the scene: fill that the
+    file does not declare, which would otherwise be taken as water."""
+    if data.shape[1] < 3 or data.shape[2] < 3:
+        return
+    border = np.concatenate([data[:, 0, :], data[:, -1, :], data[:, :, 0], data[:, :, -1]], axis=1)
+    values, counts = np.unique(border, axis=1, return_counts=True)
+    top = int(np.argmax(counts))
+    if counts[top] < FILL_BORDER_SHARE * border.shape[1]:
+        return
+    value = values[:, top]
+    share = float(np.mean(np.all(data == value[:, None, None], axis=0) & valid))
+    if share >= FILL_SCENE_SHARE and np.all(value == value[0]):
+        warnings.warn(f"{path.name}: {share:.0%} of the scene is the constant value {value[0]:g} reaching its "
+                      f"edge, but the file declares no nodata; if that is fill, not water, pass --nodata "
+                      f"{value[0]:g}", NodataWarning, stacklevel=2)
 
 
 def window_around(bounds, transform: Affine, margin: int = 1) -> Window:
@@ -343,7 +430,9 @@ def _window_str(window: Window) -> str:
 
 
 def _first_line(exc: Exception) -> str:
+    while exc.__cause__ is not None:  # rasterio's "Read failed. See previous exception" wraps GDAL's reason
+        exc = exc.__cause__
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-__all__ = ["Scene", "Normalisation", "parse_bands", "to_uint8"]
+__all__ = ["Scene", "Normalisation", "NodataWarning", "parse_bands", "to_uint8"]

@@ -21,10 +21,11 @@ from shapely.geometry import Polygon, box
 from shapely.geometry.polygon import orient
 
 from samgeo_ship.atomic import atomic_file
+from samgeo_ship.crs import reproject, transformer
 from samgeo_ship.errors import fail
 from samgeo_ship.synthetic_paint import write_raster
 from samgeo_ship.synthetic_scene import (BAND_NAMES, CONCRETE_C, LAND_C, QUAY_C, SceneTruth, Ship, SynthSpec,
-                                         hull_outline, reproject, transformer)
+                                         hull_outline)
 
 __all__ = ["BAND_NAMES", "SAMPLES", "SceneTruth", "Ship", "SynthSpec", "make_scene", "plan_scene", "write_raster",
            "write_samples", "write_truth"]

@@ -19,8 +19,9 @@ from shapely.affinity import translate
 from shapely.geometry import box
 
 from samgeo_ship.atomic import atomic_file
+from samgeo_ship.crs import reproject
 from samgeo_ship.synthetic_scene import (BAND_NAMES, CONCRETE_C, LAND_C, QUAY_C, WATER_C, SceneTruth,
-                                         hull_outline, reproject)
+                                         hull_outline)
 
 TILE_PX = 512  # GeoTIFF block edge, px
 SUPERSAMPLE = 4  # ships are rasterised at 4x and averaged, so their edges are anti-aliased

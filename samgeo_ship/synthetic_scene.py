@@ -3,16 +3,16 @@ what to draw (SynthSpec), the ships and land that were drawn (Ship, SceneTruth),
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
-import shapely
-from pyproj import CRS, Transformer
+from pyproj import CRS
 from rasterio.transform import Affine
 from shapely.affinity import affine_transform
 from shapely.geometry import Polygon
+
+from samgeo_ship.crs import reproject, transformer
 
 BAND_NAMES = {"s2": ("B04", "B03", "B02", "B08"), "rgb8": ("red", "green", "blue")}
 WATER_C, LAND_C, CONCRETE_C, QUAY_C = 0, 1, 2, 3  # surface classes of SceneTruth.land
@@ -77,20 +77,6 @@ class SceneTruth:
         side, top, bottom = self.wedge
         edge = top + (bottom - top) * (rows + 0.5) / self.spec.height
         return (cols + 0.5 < edge) if side == "west" else (self.spec.width - cols - 0.5 < edge)
-
-
-@functools.lru_cache(maxsize=32)
-def transformer(src: CRS, dst: CRS) -> Transformer:
-    """A cached lon/lat-ordered transformer from ``src`` to ``dst``."""
-    return Transformer.from_crs(src, dst, always_xy=True)
-
-
-def reproject(geoms, src: CRS, dst: CRS):
-    """Geometry (or an array of them) from ``src`` to ``dst``; the same objects where the CRSs are equal."""
-    if src == dst:
-        return geoms
-    tr = transformer(src, dst)
-    return shapely.transform(geoms, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
 
 
 def hull_outline(cx, cy, length_m, beam_m, heading_deg, pointed=True, span=None, width=1.0) -> Polygon:

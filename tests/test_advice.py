@@ -9,12 +9,12 @@ from safetensors import safe_open
 from shipseg_cli.main import cli
 from samgeo_ship.models.zoo import default_model
 from samgeo_ship.models.bundle import load_bundle, read_card, save_bundle
-from samgeo_ship.oneshot.model import OneShotSam
+from samgeo_ship.oneshot.proposer import personalised
 from samgeo_ship.training import TrainConfig
 from samgeo_ship.training.advice import advise
 from samgeo_ship.training.data import open_dataset
 
-from test_training import ship_dataset
+from conftest import ship_dataset
 
 DEFAULT_MODEL = default_model()
 BASE = str(DEFAULT_MODEL)
@@ -105,7 +105,7 @@ def test_a_oneshot_bundle_is_no_starting_point(tmp_path):
     net, card = load_bundle(DEFAULT_MODEL)
     card.kind, card.oneshot, card.stored = "oneshot", {"targets": 1, "base_bundle": "default.safetensors"}, \
         card.stored + ["oneshot"]
-    path = save_bundle(OneShotSam.personalise(net, torch.ones(1, 128)), card, tmp_path / "p.safetensors")
+    path = save_bundle(personalised(net, torch.ones(1, 128)), card, tmp_path / "p.safetensors")
     data = ship_dataset(tmp_path / "ds", ships=3)
     result = CliRunner().invoke(cli, ["train", str(data), "-o", str(tmp_path / "m.safetensors"), "--init",
                                       str(path), "--epochs", "1", "--threads", "1", "-q"])

@@ -1,5 +1,6 @@
 """The public face: the names a Python user imports from samgeo_ship, and what the package installs."""
 
+import ast
 import subprocess
 import sys
 import tomllib
@@ -19,10 +20,23 @@ def test_every_public_name_resolves_and_is_documented():
         assert value.__doc__ and value.__doc__.strip(), name
 
 
-def test_importing_the_package_does_not_load_torch():
-    code = "import sys, samgeo_ship; print('torch' in sys.modules)"
+def test_importing_the_package_registers_every_bundle_kind_and_nothing_heavier():
+    code = ("import sys, samgeo_ship; from samgeo_ship.models.bundle import BUNDLE_KINDS; "
+            "print(sorted(BUNDLE_KINDS), 'samgeo_ship.inference.detector' in sys.modules, "
+            "'samgeo_ship.training.trainer' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.split() == ["['oneshot',", "'shipsam']", "False", "False"]
+
+
+def test_models_import_nothing_above_them():
+    """The model layer is below every feature package: bundle kinds defined above it register themselves."""
+    above = ("samgeo_ship.oneshot", "samgeo_ship.training", "samgeo_ship.inference", "samgeo_ship.vector",
+             "samgeo_ship.batch", "shipseg_cli")
+    for path in (ROOT / "samgeo_ship" / "models").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not [n for n in names if n.startswith(above)], f"{path.name} imports {names}"
 
 
 def test_pyproject_installs_every_package_and_the_cli_under_its_own_name():

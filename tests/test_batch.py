@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
-import torch
 from click.testing import CliRunner
 from rasterio.features import shapes
 
@@ -22,8 +21,7 @@ from shipseg_cli.main import cli
 from samgeo_ship.batch import MANIFEST, MERGED, discover_scenes, process_scene, run_batch
 from samgeo_ship.batch.inputs import SceneRef
 from samgeo_ship.errors import ShipsegError, fail
-from samgeo_ship.models.bundle import BundleCard, save_bundle
-from samgeo_ship.models.shipsam import ShipSam
+
 from conftest import write_raster
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,11 +30,11 @@ BROKEN = {"garbage": "not a raster GDAL can read", "nocrs": "CRS"}
 
 
 def _scene(path, seed, n_ships=3, crs="EPSG:32631", when=None):
-    """A 160 px 4-band uint16 scene: noisy water with ``n_ships`` bright rectangles."""
+    """A 96 px 4-band uint16 scene (one tile of the tiny bundle): noisy water with ``n_ships`` bright rectangles."""
     rng = np.random.default_rng(seed)
-    data = rng.integers(300, 700, size=(4, 160, 160), dtype=np.uint16)
+    data = rng.integers(300, 700, size=(4, 96, 96), dtype=np.uint16)
     for _ in range(n_ships):
-        r, c = rng.integers(10, 140, size=2)
+        r, c = rng.integers(6, 76, size=2)
         data[:, r:r + 4, c:c + rng.integers(6, 14)] = 4000
     write_raster(path, data, crs=crs, descriptions=["B04", "B03", "B02", "B08"])
     if when:
@@ -72,19 +70,11 @@ def archive(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    return save_bundle(ShipSam.from_config("sam_tiny"), BundleCard("sam_tiny", ["B04", "B03", "B02"], 10.0, 256, 16),
-                       path)
-
-
-@pytest.fixture(scope="module")
-def reference(archive, bundle, tmp_path_factory):
+def reference(archive, tiny_bundle, tmp_path_factory):
     """An uninterrupted in-process run with the real detector, through the CLI."""
     out = tmp_path_factory.mktemp("reference")
-    result = CliRunner().invoke(cli, ["batch", str(archive), "-o", str(out), "-m", str(bundle), "--device", "cpu",
-                                      "-q"])
+    result = CliRunner().invoke(cli, ["batch", str(archive), "-o", str(out), "-m", str(tiny_bundle),
+                                      "--device", "cpu", "-q"])
     return out, result
 
 
@@ -134,9 +124,10 @@ def test_merged_parquet_holds_exactly_the_scene_outputs(archive, tmp_path):
     assert acquired["scene00"] == pd.Timestamp("2024-05-06T07:08:09Z") and pd.isna(acquired["scene01"])
 
 
-def test_sigkill_mid_batch_then_resume(archive, bundle, reference, tmp_path):
+@pytest.mark.slow
+def test_sigkill_mid_batch_then_resume(archive, tiny_bundle, reference, tmp_path):
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "shipseg_cli.main", "batch", str(archive), "-o", str(out), "-m", str(bundle),
+    cmd = [sys.executable, "-m", "shipseg_cli.main", "batch", str(archive), "-o", str(out), "-m", str(tiny_bundle),
            "--device", "cpu", "--progress", "json"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -156,7 +147,7 @@ def test_sigkill_mid_batch_then_resume(archive, bundle, reference, tmp_path):
     before = _manifest(out)  # the manifest survives SIGKILL whole
     stamps = {s: ((out / r["output"]).stat().st_ino, (out / r["output"]).stat().st_mtime_ns)
               for s, r in before.items() if r["state"] == "done"}
-    summary = run_batch(archive, out, model=bundle, device="cpu")
+    summary = run_batch(archive, out, model=tiny_bundle, device="cpu")
     assert not set(summary.done) & set(stamps) and set(summary.already_done) == set(stamps)
     after = _manifest(out)
     for scene_id, stamp in stamps.items():  # recorded done before the kill: never touched again
@@ -167,7 +158,8 @@ def test_sigkill_mid_batch_then_resume(archive, bundle, reference, tmp_path):
     assert not list(out.glob(".*.tmp-*"))
 
 
-def test_dask_cluster_survives_a_killed_worker(archive, bundle, reference, tmp_path):
+@pytest.mark.slow
+def test_dask_cluster_survives_a_killed_worker(archive, tiny_bundle, reference, tmp_path):
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1",
                                   dashboard_address=None) as cluster, distributed.Client(cluster) as client:
@@ -179,7 +171,7 @@ def test_dask_cluster_survives_a_killed_worker(archive, bundle, reference, tmp_p
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
 
-        summary = run_batch(archive, tmp_path, model=bundle, device="cpu", scheduler=client,
+        summary = run_batch(archive, tmp_path, model=tiny_bundle, device="cpu", scheduler=client,
                             progress=kill_one_worker)
     assert killed, "no worker was killed"
     assert len(summary.done) == N_GOOD and set(summary.failed) == set(BROKEN)
@@ -190,7 +182,7 @@ def test_dask_cluster_survives_a_killed_worker(archive, bundle, reference, tmp_p
     assert gpd.read_parquet(tmp_path / MERGED).equals(gpd.read_parquet(reference[0] / MERGED))
 
 
-def test_stac_item_collection_sets_acquired(archive, bundle, tmp_path):
+def test_stac_item_collection_sets_acquired(archive, tiny_bundle, tmp_path):
     a, b = archive / "a" / "scene01.tif", archive / "b" / "scene02.tif"
     items = [{"type": "Feature", "stac_version": "1.0.0", "id": "S2A_20230102", "properties":
               {"datetime": "2023-01-02T10:30:00Z"}, "assets": {
@@ -201,7 +193,7 @@ def test_stac_item_collection_sets_acquired(archive, bundle, tmp_path):
               "properties": {"datetime": "2023-01-03T00:00:00Z"}, "assets": {"thumb": {"href": "x.png"}}, "links": []}]
     stac = tmp_path / "items.json"
     stac.write_text(json.dumps({"type": "FeatureCollection", "features": items}))
-    summary = run_batch(stac, tmp_path / "out", model=bundle, device="cpu")
+    summary = run_batch(stac, tmp_path / "out", model=tiny_bundle, device="cpu")
     assert summary.done == ["S2A_20230102"] and list(summary.skipped) == ["no_data_asset"] and summary.ok
     scenes = _manifest(tmp_path / "out")
     assert scenes["S2A_20230102"]["source"] == str(a) and scenes["no_data_asset"]["state"] == "skipped"
@@ -212,13 +204,13 @@ def test_stac_item_collection_sets_acquired(archive, bundle, tmp_path):
     assert discover_scenes(stac, asset="visual")[0].path == str(b)
 
 
-def test_text_list_rerun_and_tampered_output(archive, bundle, tmp_path):
+def test_text_list_rerun_and_tampered_output(archive, tiny_bundle, tmp_path):
     listing = tmp_path / "scenes.txt"
     listing.write_text(f"# three scenes\n{archive / 'a' / 'scene01.tif'}\n\n../{tmp_path.name}/missing.tif\n"
                        f"{archive / 'a' / 'scene03.tif'}\n{archive / 'b' / 'scene04.tif'}\n")
     out = tmp_path / "out"
     runner = CliRunner()
-    args = ["batch", str(listing), "-o", str(out), "-m", str(bundle), "--device", "cpu", "-q"]
+    args = ["batch", str(listing), "-o", str(out), "-m", str(tiny_bundle), "--device", "cpu", "-q"]
     first = runner.invoke(cli, args)
     assert first.exit_code == 1 and "missing" in _manifest(out)["missing"]["error"]
     (listing.parent / "missing.tif").write_bytes(Path(archive / "b" / "scene06.tif").read_bytes())
@@ -226,16 +218,16 @@ def test_text_list_rerun_and_tampered_output(archive, bundle, tmp_path):
     assert second.exit_code == 0, second.output
     scenes = _manifest(out)
     assert {s: r["runs"] for s, r in scenes.items()} == {"scene01": 1, "scene03": 1, "scene04": 1, "missing": 2}
-    again = run_batch(listing, out, model=bundle, device="cpu")  # everything done: nothing processed
+    again = run_batch(listing, out, model=tiny_bundle, device="cpu")  # everything done: nothing processed
     assert again.done == [] and len(again.already_done) == 4 and _manifest(out) == scenes
     target = out / scenes["scene03"]["output"]
     target.write_text(target.read_text().replace("[]", "[ ]"))  # same meaning, other bytes: hash mismatch
-    redo = run_batch(listing, out, model=bundle, device="cpu")
+    redo = run_batch(listing, out, model=tiny_bundle, device="cpu")
     assert redo.done == ["scene03"] and _manifest(out)["scene03"]["runs"] == 2
     assert _manifest(out)["scene03"]["sha256"] == scenes["scene03"]["sha256"]
 
 
-def test_bad_batch_input_exits_2(tmp_path, bundle):
+def test_bad_batch_input_exits_2(tmp_path):
     result = CliRunner().invoke(cli, ["batch", str(tmp_path / "nope"), "-o", str(tmp_path / "out")])
     assert result.exit_code == 2 and "no such file or folder" in result.output
     (tmp_path / "empty").mkdir()
@@ -266,8 +258,10 @@ def test_process_scene_reports_instead_of_raising(tmp_path):
     assert ok["state"] == "done" and ok["ships"] == len(gpd.read_file(tmp_path / "one.gpkg")) >= 1
 
 
-def test_local_worker_processes(archive, bundle, tmp_path):
-    summary = run_batch(archive, tmp_path, model=bundle, workers=2, device="cpu", detector="test_batch:bright_ships")
+@pytest.mark.slow
+def test_local_worker_processes(archive, tiny_bundle, tmp_path):
+    summary = run_batch(archive, tmp_path, model=tiny_bundle, workers=2, device="cpu",
+                        detector="test_batch:bright_ships")
     assert len(summary.done) == N_GOOD and set(summary.failed) == set(BROKEN)
     scenes = _manifest(tmp_path)
     workers = {r["worker"] for r in scenes.values()}

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from samgeo_ship.training import TrainConfig, train
 from samgeo_ship.training.trainer import DEFAULT_BOX_PRIOR
 from samgeo_ship.training.data import load_sample, open_datasets, split_tiles
 
-from test_training import FAST, ship_dataset
+from conftest import FAST
 
 PREDICT = """
 import sys, numpy as np, torch
@@ -42,11 +43,11 @@ np.savez(sys.argv[4], logits=logits.numpy(), heat=heat.numpy())
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bundle")
-    dataset = ship_dataset(root / "ds", seed=1)
-    train([dataset], root / "m.safetensors", TrainConfig(**FAST, epochs=1, encoder="lora"))
-    return root / "m.safetensors", dataset
+def trained(tmp_path_factory, datasets):
+    """A LoRA bundle trained one epoch on one dataset: (bundle path, dataset)."""
+    path = tmp_path_factory.mktemp("bundle") / "m.safetensors"
+    train([datasets[1]], path, TrainConfig(**FAST, epochs=1, encoder="lora"))
+    return path, datasets[1]
 
 
 def _tile_with_ships(dataset):
@@ -54,8 +55,9 @@ def _tile_with_ships(dataset):
     return next(i for i, r in enumerate(refs) if len(r.dataset.boxes[r.tile])), refs
 
 
-def test_a_fresh_process_predicts_exactly_the_same_masks(tmp_path, bundle):
-    path, dataset = bundle
+@pytest.mark.slow
+def test_a_fresh_process_predicts_exactly_the_same_masks(tmp_path, trained):
+    path, dataset = trained
     torch.set_num_threads(1)
     index, refs = _tile_with_ships(dataset)
     model, card = load_bundle(path)
@@ -87,8 +89,8 @@ def test_a_bundle_from_before_the_pixel_branch_loads_as_it_was(tmp_path):
             ShipSam.from_config("sam_tiny").prompt_maps(emb)
 
 
-def test_a_tampered_bundle_is_refused(tmp_path, bundle):
-    path, _ = bundle
+def test_a_tampered_bundle_is_refused(tmp_path, trained):
+    path, _ = trained
     data = bytearray(path.read_bytes())
     header = 8 + int.from_bytes(data[:8], "little")
     data[header + (len(data) - header) // 2] ^= 0x01  # one bit in the middle of the tensor bytes
@@ -98,8 +100,8 @@ def test_a_tampered_bundle_is_refused(tmp_path, bundle):
         load_bundle(bad)
 
 
-def test_info_prints_the_card(bundle):
-    path, _ = bundle
+def test_info_prints_the_card(trained):
+    path, _ = trained
     result = CliRunner().invoke(cli, ["info", str(path)])
     assert result.exit_code == 0, result.output
     assert "model_type" in result.output and "sam_tiny" in result.output and "encoder_mode" in result.output
@@ -121,9 +123,5 @@ def test_info_refuses_a_file_that_is_not_a_bundle(tmp_path):
 
 
 def test_a_card_whose_recipe_holds_paths_serialises():
-    from pathlib import Path
-
-    from samgeo_ship.models.bundle import BundleCard
-
     card = BundleCard("sam_tiny", ["B04", "B03", "B02"], 10.0, 64, 8, training={"recipe": {"cache": Path("/c")}})
     assert BundleCard.from_json(card.to_json()).training["recipe"]["cache"] == "/c"

@@ -7,7 +7,6 @@ import shapely
 from affine import Affine
 from hypothesis import given, settings, strategies as st
 from rasterio.features import rasterize
-from shapely import affinity
 
 from samgeo_ship.errors import ShipsegError
 from samgeo_ship.labels import _rle_pixels, load_labels, tile_instances
@@ -15,22 +14,12 @@ from samgeo_ship.raster import Scene
 from samgeo_ship.tiling import TileGrid
 from samgeo_ship.vector.vectorise import vectorise
 
-from conftest import SCENES, write_raster
-
-UTM = Affine(10.0, 0, 500_000.0, 0, -10.0, 4_800_000.0)
+from conftest import SCENES, UTM, coco_file, ship, write_raster
 
 
 @pytest.fixture
 def scene_path(tmp_path):
     return write_raster(tmp_path / "scene.tif", np.full((3, 200, 300), 50, np.uint8))
-
-
-def ship(col, row, length_px, beam_px, angle, transform=UTM):
-    """A rotated rectangle hull centred on pixel (col, row), in the CRS of ``transform``."""
-    hull = affinity.rotate(shapely.box(col - length_px / 2, row - beam_px / 2, col + length_px / 2,
-                                       row + beam_px / 2), angle, origin=(col, row))
-    a, b, c, d, e, f = transform[:6]
-    return affinity.affine_transform(hull, [a, b, d, e, c, f])
 
 
 def rle_encode(mask):
@@ -61,14 +50,6 @@ def rle_to_string(counts):
                 c |= 0x20
             out.append(chr(c + 48))
     return "".join(out)
-
-
-def coco_file(path, width, height, segmentations):
-    anns = [{"id": i + 10, "image_id": 1, "category_id": 1, "segmentation": s, "iscrowd": 0}
-            for i, s in enumerate(segmentations)]
-    path.write_text(json.dumps({"images": [{"id": 1, "width": width, "height": height, "file_name": "scene.tif"}],
-                                "categories": [{"id": 1, "name": "ship"}], "annotations": anns}))
-    return path
 
 
 @pytest.mark.sen2ships
@@ -127,7 +108,8 @@ def test_vector_labels_in_another_crs_are_reprojected_repaired_and_filtered(tmp_
 
 
 @pytest.mark.parametrize("case, words", [
-    ("no_crs", "labels have no CRS"), ("projected_geojson", "not longitude/latitude"), ("empty", "holds no labels"), ("coco_size", "is 999 x 200 px"),
+    ("no_crs", "labels have no CRS"), ("projected_geojson", "not longitude/latitude"), ("empty", "holds no labels"),
+    ("coco_size", "is 999 x 200 px"),
     ("missing", "no such file"), ("scene_no_crs", "raster has no CRS"),
 ])
 def test_bad_labels_are_one_clear_sentence(tmp_path, scene_path, case, words):

@@ -7,33 +7,27 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from affine import Affine
-from click.testing import CliRunner
 from rasterio.features import rasterize
 from safetensors import safe_open
+from safetensors.torch import save_file
 
-from shipseg_cli.main import cli
 from samgeo_ship.models.zoo import default_model
 from samgeo_ship.metrics import match
 from samgeo_ship.models import weights
-from samgeo_ship.models.bundle import load_bundle, read_card
+from samgeo_ship.models.bundle import CARD_KEY, load_bundle, read_card, save_bundle, tensors_sha256
 from samgeo_ship.models.shipsam import ShipSam
-from samgeo_ship.oneshot.model import MaskMix, OneShotSam, low_res_boxes
+from samgeo_ship.oneshot.proposer import MaskMix, OneShotProposer, low_res_boxes, personalised
 from samgeo_ship.oneshot.persam import choose_threshold, fit_mix
 from samgeo_ship.oneshot.propose import find_peaks, select, suppress
 
+from conftest import UTM, run_cli, ship, write_raster
+
 DEFAULT_MODEL = default_model()
 
-from conftest import write_raster
-from test_labels import ship
-
-UTM = Affine(10.0, 0, 500_000.0, 0, -10.0, 4_800_000.0)
 SIZE = 126  # with the default model's 64 px / 8.8 m tiles: 56 px windows, 42 px cores, 3 x 3 tiles
 HULLS = [ship(32, 36, 30, 6, 20), ship(92, 88, 34, 7, 110)]  # in two different tiles
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 def write_labels(path, hulls):
@@ -56,7 +50,7 @@ def personal(tmp_path_factory, scene):
     """The default model personalised to the first ship only."""
     root = tmp_path_factory.mktemp("oneshot")
     out = root / "mine.safetensors"
-    result = run("oneshot", scene, write_labels(root / "one.geojson", HULLS[:1]), "-m", DEFAULT_MODEL, "-o", out,
+    result = run_cli("oneshot", scene, write_labels(root / "one.geojson", HULLS[:1]), "-m", DEFAULT_MODEL, "-o", out,
                  "--threads", 1, "--device", "cpu")
     assert result.exit_code == 0, result.output
     return out
@@ -83,8 +77,8 @@ def test_oneshot_writes_a_oneshot_bundle_with_fitted_weights(personal):
         logits = f.get_tensor("oneshot.mix.logits")
     assert targets.shape == (1, 128) and abs(float(targets.norm()) - 1) < 1e-4
     model, _ = load_bundle(personal)
-    assert isinstance(model, OneShotSam) and torch.allclose(model.oneshot.mix.logits, logits)
-    info = run("info", personal)
+    assert isinstance(model.proposer, OneShotProposer) and torch.allclose(model.oneshot.mix.logits, logits)
+    info = run_cli("info", personal)
     assert info.exit_code == 0
     assert any(line.split() == ["kind", "oneshot"] for line in info.output.splitlines())
     assert "oneshot.mix_weights" in info.output and "oneshot.similarity_threshold" in info.output
@@ -92,7 +86,7 @@ def test_oneshot_writes_a_oneshot_bundle_with_fitted_weights(personal):
 
 def test_detect_with_the_personal_bundle_finds_both_ships(tmp_path, personal, scene):
     out = tmp_path / "ships.geojson"
-    result = run("detect", scene, "-m", personal, "-o", out, "-q")
+    result = run_cli("detect", scene, "-m", personal, "-o", out, "-q")
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
     assert doc["type"] == "FeatureCollection"
@@ -106,11 +100,11 @@ def test_detect_with_the_personal_bundle_finds_both_ships(tmp_path, personal, sc
 def test_max_ships_keeps_the_first_labels(tmp_path, scene):
     out = tmp_path / "two.safetensors"
     labels = write_labels(tmp_path / "two.geojson", HULLS)
-    result = run("oneshot", scene, labels, "-m", DEFAULT_MODEL, "-o", out, "--max-ships", 1, "--threads", 1,
+    result = run_cli("oneshot", scene, labels, "-m", DEFAULT_MODEL, "-o", out, "--max-ships", 1, "--threads", 1,
                  "--steps", 5, "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert read_card(out).oneshot["reference_ships"] == 1
-    result = run("oneshot", scene, labels, "-m", DEFAULT_MODEL, "-o", out, "--threads", 1, "--steps", 5,
+    result = run_cli("oneshot", scene, labels, "-m", DEFAULT_MODEL, "-o", out, "--threads", 1, "--steps", 5,
                  "--device", "cpu", "--threshold", 0.25)
     assert result.exit_code == 0, result.output
     card = read_card(out)
@@ -145,7 +139,7 @@ def _bad(tmp_path, scene, personal, case):
 def test_bad_input_exits_2_with_one_line_and_no_output(tmp_path, scene, personal, case, words):
     where, labels, base = _bad(tmp_path, scene, personal, case)
     out = tmp_path / "out.safetensors"
-    result = run("oneshot", where, labels, "-m", base, "-o", out, "--threads", 1)
+    result = run_cli("oneshot", where, labels, "-m", base, "-o", out, "--threads", 1)
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and words in lines[0], lines
@@ -220,15 +214,31 @@ def test_low_res_boxes_in_input_pixels():
 
 def test_refinement_adds_the_models_box_prior_as_decode_does():
     torch.manual_seed(0)
-    model = OneShotSam.personalise(ShipSam.from_config("sam_tiny"), torch.ones(1, 128))
+    model = personalised(ShipSam.from_config("sam_tiny"), torch.ones(1, 128))
     emb = torch.randn(128, 32, 32)
     points = (torch.tensor([[[100.0, 60.0], [10.0, 10.0]]]), torch.tensor([[1, 0]]))
     low = torch.full((1, 1, 128, 128), -5.0)
     low[0, 0, 10:20, 20:40] = 5.0  # a box of x 80-160, y 40-80 input pixels
     with torch.no_grad():
-        plain = model.refine(emb, points, low)
+        plain = model.proposer.refine(model, emb, points, low)
         model.box_prior = 3.0
-        prior = model.refine(emb, points, low) - plain
+        prior = model.proposer.refine(model, emb, points, low) - plain
     assert torch.allclose(prior[0, 0, 10:20, 20:40], torch.tensor(3.0))
     assert torch.allclose(prior[0, 0, :10], torch.tensor(-3.0))
     assert torch.allclose(prior[0, 0, :, 40:], torch.tensor(-3.0))
+
+
+def test_a_oneshot_bundle_that_also_holds_its_base_prompter_loads_as_the_proposer_alone(tmp_path):
+    net, card = load_bundle(DEFAULT_MODEL)
+    model = personalised(net, F.normalize(torch.randn(2, 128), dim=1))
+    card.kind, card.oneshot, card.stored = "oneshot", {"targets": 2}, ["sam", "oneshot"]
+    lean = load_bundle(save_bundle(model, card, tmp_path / "lean.safetensors"))[0]
+    # The same bundle with the base's learned prompter stored beside the proposer, which it does not use.
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    state.update({f"prompter.{k}": v.contiguous() for k, v in net.prompter.state_dict().items()})
+    card.stored, card.weights_sha256 = ["sam", "prompter", "oneshot"], tensors_sha256(state)
+    save_file(state, str(tmp_path / "full.safetensors"), metadata={CARD_KEY: card.to_json()})
+    full = load_bundle(tmp_path / "full.safetensors")[0]
+    assert isinstance(full.proposer, OneShotProposer) and not hasattr(full, "prompter")
+    assert full.state_dict().keys() == lean.state_dict().keys()
+    assert all(torch.equal(full.state_dict()[k], v) for k, v in lean.state_dict().items())

@@ -10,13 +10,14 @@ from click.testing import CliRunner
 from shipseg_cli.main import cli
 from samgeo_ship.dataset import prepare_dataset
 
-from conftest import SCENES, write_raster
-from test_labels import coco_file, ship
+from conftest import SCENES, coco_file, ship, write_raster
 
 
-@pytest.fixture
-def harbour(tmp_path):
-    """A 16-bit 4-band scene with a nodata strip and 6 ships, two of them across 64/96/128-px seams."""
+@pytest.fixture(scope="module")
+def labelled_harbour(tmp_path_factory):
+    """A 16-bit 4-band scene with a nodata strip and 6 ships, two of them across 64/96/128-px seams: (scene, labels).
+    Read-only."""
+    tmp_path = tmp_path_factory.mktemp("labelled")
     rng = np.random.default_rng(3)
     data = rng.integers(300, 600, size=(4, 250, 260)).astype(np.uint16)
     data[:, 230:, :] = 0
@@ -48,8 +49,8 @@ def ship_masks(dataset, shape=(250, 260)):
     return out
 
 
-def test_prepare_writes_a_dataset_readable_without_shipseg(tmp_path, harbour):
-    scene, labels = harbour
+def test_prepare_writes_a_dataset_readable_without_shipseg(tmp_path, labelled_harbour):
+    scene, labels = labelled_harbour
     result = CliRunner().invoke(cli, ["prepare", str(scene), str(labels), "-o", str(tmp_path / "ds"),
                                       "--bands", "B04,B03,B02", "--tile-size", "96", "--overlap", "8", "-q"])
     assert result.exit_code == 0, result.output
@@ -67,8 +68,8 @@ def test_prepare_writes_a_dataset_readable_without_shipseg(tmp_path, harbour):
     assert len(list((tmp_path / "ds" / "images").iterdir())) == card["summary"]["tiles"]
 
 
-def test_prepare_does_not_depend_on_tile_size(tmp_path, harbour):
-    scene, labels = harbour
+def test_prepare_does_not_depend_on_tile_size(tmp_path, labelled_harbour):
+    scene, labels = labelled_harbour
     runs = []
     for size, overlap in [(64, 0), (96, 8), (128, 20)]:
         out = tmp_path / f"ds{size}"
@@ -88,8 +89,8 @@ def test_prepare_does_not_depend_on_tile_size(tmp_path, harbour):
     ("band", "no band named 'B99'"), ("labels_no_crs", "labels have no CRS"), ("empty", "holds no labels"),
     ("coco_size", "the COCO image is 10 x 10 px"), ("exists", "already exists"),
 ])
-def test_bad_input_is_one_line_exit_2_and_no_output(tmp_path, harbour, case, words):
-    scene, labels = harbour
+def test_bad_input_is_one_line_exit_2_and_no_output(tmp_path, labelled_harbour, case, words):
+    scene, labels = labelled_harbour
     out = tmp_path / "ds"
     args = {"bands": "B04,B03,B02"}
     if case == "missing":
@@ -135,10 +136,10 @@ def test_prepare_counts_every_sen2ships_ship(tmp_path, sen2ships, name):
     assert summary.ships_in_tiles == summary.ships
 
 
-def test_labelled_area_blanks_the_unlabelled_rest_of_the_scene(tmp_path, harbour):
+def test_labelled_area_blanks_the_unlabelled_rest_of_the_scene(tmp_path, labelled_harbour):
     """A partly labelled scene: ships 1-3 labelled in the top band (the labelled area) and ship 5 outside it. Ships
     4 and 6 are unlabelled, so no chip may show them: their pixels are nodata, never background."""
-    scene, all_labels = harbour
+    scene, all_labels = labelled_harbour
     ships = gpd.read_file(all_labels).to_crs("EPSG:32631")
     labels, area = tmp_path / "some.gpkg", tmp_path / "area.geojson"
     ships[ships.id.isin([1, 2, 3, 5])].to_file(labels)
@@ -175,8 +176,8 @@ def test_labelled_area_blanks_the_unlabelled_rest_of_the_scene(tmp_path, harbour
 
 @pytest.mark.parametrize("case, words", [("outside", "no polygon of the labelled area lies in the scene"),
                                          ("empty", "labelled area "), ("missing", "labelled area ")])
-def test_bad_labelled_area_is_one_line_exit_2(tmp_path, harbour, case, words):
-    scene, labels = harbour
+def test_bad_labelled_area_is_one_line_exit_2(tmp_path, labelled_harbour, case, words):
+    scene, labels = labelled_harbour
     area = tmp_path / "area.geojson"
     if case == "outside":
         gpd.GeoDataFrame(geometry=[ship(900, 900, 50, 50, 0)], crs="EPSG:32631").to_file(area)

@@ -8,15 +8,10 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 from shapely.geometry import box
 
-from samgeo_ship.models.bundle import BundleCard, save_bundle
-from samgeo_ship.models.shipsam import ShipSam
 from shipseg_cli.main import cli
-
-from conftest import write_raster
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "progress-protocol.md"
 TYPES = {"int": int, "number": (int, float), "string": str, "list": list, "object": dict, "null": type(None)}
@@ -42,18 +37,6 @@ def check(command: str, lines: list[str]) -> list[dict]:
     return parsed
 
 
-@pytest.fixture(scope="module")
-def scene_and_model(tmp_path_factory):
-    root = tmp_path_factory.mktemp("protocol")
-    data = np.full((3, 100, 100), 350, np.uint16)
-    data[:, 20:28, 30:70] = 3000
-    scene = write_raster(root / "harbour.tif", data, nodata=0, descriptions=["B04", "B03", "B02"])
-    torch.manual_seed(0)
-    model = save_bundle(ShipSam.from_config("sam_tiny"), BundleCard("sam_tiny", ["B04", "B03", "B02"], 10.0, 64, 8),
-                        root / "tiny.safetensors")
-    return scene, model
-
-
 def test_the_specification_names_every_event_with_known_types():
     for command, events in spec().items():
         for kind, members in events.items():
@@ -61,22 +44,23 @@ def test_the_specification_names_every_event_with_known_types():
                 assert all(t in TYPES for t in types.split("|")), (command, kind, name, types)
 
 
-def test_detect_events_follow_the_specification(tmp_path, scene_and_model):
-    scene, model = scene_and_model
-    result = CliRunner().invoke(cli, ["detect", str(scene), "-m", str(model), "-o", str(tmp_path / "s.geojson"),
+def test_detect_events_follow_the_specification(tmp_path, harbour, tiny_bundle):
+    result = CliRunner().invoke(cli, ["detect", str(harbour), "-m", str(tiny_bundle), "-o", str(tmp_path / "s.geojson"),
                                       "--progress", "json", "--batch-size", "2", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     events = check("detect", result.stdout.splitlines())
     progress = [e for e in events if e["event"] == "progress"]
-    assert events[-1]["event"] == "done" and [e["event"] for e in events[:-1]] == ["progress"] * len(progress)
+    kinds = [e["event"] for e in events]
+    assert kinds[-1] == "done" and kinds.count("plan") == 1 and len(progress) == len(kinds) - 2
+    plan = events[kinds.index("plan")]
+    assert kinds.index("plan") == 0 and plan["tiles_total"] == 9 and plan["tiles_done"] == progress[0]["tiles_done"]
     done = [e["tiles_done"] for e in progress]
-    assert done == sorted(done) and done[-1] == progress[-1]["tiles_total"] == 9  # 100 px / 48 px cores: 3 x 3
+    assert done == sorted(done) and done[-1] == progress[-1]["tiles_total"] == 9  # 200 px / 96 px cores: 3 x 3
     assert progress[-1]["ships"] == events[-1]["ships"]
 
 
-def test_a_failing_detect_ends_with_one_error_event(tmp_path, scene_and_model):
-    scene, _ = scene_and_model
-    result = CliRunner().invoke(cli, ["detect", str(scene), "-m", str(tmp_path / "absent.safetensors"),
+def test_a_failing_detect_ends_with_one_error_event(tmp_path, harbour):
+    result = CliRunner().invoke(cli, ["detect", str(harbour), "-m", str(tmp_path / "absent.safetensors"),
                                       "-o", str(tmp_path / "s.geojson"), "--progress", "json"])
     assert result.exit_code == 2
     events = check("detect", result.stdout.splitlines())
@@ -94,12 +78,11 @@ def stand_in(scene_path, model, device="cpu"):
 
 
 @pytest.mark.parametrize("fmt", ["geojson", "fgb"])
-def test_batch_events_follow_the_specification_in_every_output_format(tmp_path, scene_and_model, fmt):
-    scene, _ = scene_and_model
+def test_batch_events_follow_the_specification_in_every_output_format(tmp_path, harbour, fmt):
     archive = tmp_path / "archive"
     archive.mkdir()
     for name in ("a", "b"):
-        (archive / f"{name}.tif").write_bytes(scene.read_bytes())
+        (archive / f"{name}.tif").write_bytes(harbour.read_bytes())
     result = CliRunner().invoke(cli, ["batch", str(archive), "-o", str(tmp_path / "out"), "--progress", "json",
                                       "--format", fmt, "--detector", "test_progress_protocol:stand_in"])
     assert result.exit_code == 0, result.output

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from rasterio.windows import Window
 
-from samgeo_ship.errors import ShipsegError
+from samgeo_ship.errors import NoSuchBand, ShipsegError
 from samgeo_ship.raster import Scene, parse_bands, same_bands
 
 from conftest import write_raster
@@ -27,7 +27,7 @@ def test_bands_by_name_and_index(s2_scene):
 
 @pytest.mark.parametrize("bands, words", [("B05", "no band named 'B05'"), ("7", "band 7 does not exist")])
 def test_unknown_band_is_one_clear_sentence(s2_scene, bands, words):
-    with pytest.raises(ShipsegError) as err:
+    with pytest.raises(NoSuchBand) as err:
         Scene.open(s2_scene, bands=bands)
     assert words in str(err.value) and "s2.tif" in str(err.value) and "\n" not in str(err.value)
 

@@ -6,17 +6,11 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import geopandas as gpd
 import pytest
-import shapely
 import torch
-from affine import Affine
 from click.testing import CliRunner
-from rasterio.features import rasterize
-from shapely import affinity
 
 from shipseg_cli.main import cli
-from samgeo_ship.dataset import prepare_dataset
 from samgeo_ship.models.shipsam import ShipSam, filled_boxes
 from samgeo_ship.training import TrainConfig, train
 from samgeo_ship.errors import ShipsegError
@@ -29,41 +23,7 @@ from samgeo_ship.models.bundle import load_bundle
 from samgeo_ship.training.data import load_sample, open_dataset, open_datasets, TileRef
 from samgeo_ship.training.prompts import PromptRecipe, negative_boxes
 
-from conftest import write_raster
-
-UTM = Affine(10.0, 0, 500_000.0, 0, -10.0, 4_800_000.0)
-# One thread: the test machine is shared, and spinning OpenMP threads on busy cores are many times slower.
-FAST = dict(model_type="sam_tiny", batch_size=2, val_fraction=0.25, threads=1)
-
-
-def ship_dataset(out, seed=0, size=256, ships=10, tile=128):
-    """A prepared dataset of a ``size``-px scene with elongated ships at 35-55 / 135-145 degrees (so a filled
-    box is a poor mask: IoU ~0.35), bright hulls on dark water, cut into ``tile``-px tiles."""
-    rng = np.random.default_rng(seed)
-    hulls = []
-    while len(hulls) < ships:
-        col, row = rng.uniform(20, size - 20, 2)
-        length, beam = rng.uniform(28, 44), rng.uniform(6, 9)
-        angle = rng.choice([35, 45, 55, 135, 145]) + rng.uniform(-5, 5)
-        hull = affinity.rotate(shapely.box(col - length / 2, row - beam / 2, col + length / 2, row + beam / 2),
-                               angle, origin=(col, row))
-        if not any(hull.buffer(3).intersects(h) for h in hulls):
-            hulls.append(hull)
-    geoms = [affinity.affine_transform(h, [UTM.a, UTM.b, UTM.d, UTM.e, UTM.c, UTM.f]) for h in hulls]
-    data = rng.normal(60, 8, (3, size, size))
-    on_ship = rasterize(geoms, out_shape=(size, size), transform=UTM) > 0
-    data[:, on_ship] = rng.normal(200, 10, (3, int(on_ship.sum())))
-    scene = write_raster(f"{out}.tif", np.clip(data, 0, 255).astype(np.uint8), descriptions=["R", "G", "B"])
-    labels = f"{out}.geojson"
-    gpd.GeoDataFrame({"id": range(ships)}, geometry=geoms, crs="EPSG:32631").to_file(labels)
-    prepare_dataset(scene, labels, out, tile_size=tile, overlap=0)
-    return out
-
-
-@pytest.fixture(scope="module")
-def datasets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ships")
-    return [ship_dataset(root / f"ds{i}", seed=i) for i in range(2)]
+from conftest import FAST, ship_dataset
 
 
 @pytest.mark.parametrize("variant", range(VARIANTS))
@@ -75,15 +35,16 @@ def test_augmented_boxes_are_the_boxes_of_the_augmented_masks(variant):
     assert (x0, y0, x1, y1) == (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1)
 
 
+@pytest.mark.slow
 def test_training_learns_masks_well_beyond_init(tmp_path, datasets):
-    config = TrainConfig(**FAST, epochs=12, lr=2e-3, patience=12, prompter_weight=0.1,
+    config = TrainConfig(**FAST, epochs=6, lr=2e-3, patience=6, prompter_weight=0.1,
                          prompts=PromptRecipe(box_and_points=0.0, points_only=0.0))
     result = train(datasets, tmp_path / "m.safetensors", config)
     v = result.card.validation
     assert result.card.encoder_mode == "full" and result.card.stored == ["sam", "prompter"]
     assert v["ships"] >= 4 and 0.25 < v["box_baseline_iou"] < 0.5
     assert v["mask_iou"] > v["initial_mask_iou"] + 0.15
-    assert v["mask_iou"] > v["box_baseline_iou"] + 0.2  # measured: 0.88 vs 0.35; with box_prior=0 this run reaches 0.22
+    assert v["mask_iou"] > v["box_baseline_iou"] + 0.2  # six epochs reach about 0.75 against the filled box's 0.35
     # Boxes on open water come back (nearly) empty, although the box prior starts every box as its filled mask
     # (at init the masks fill the boxes). On this plain water the decoder learns that without negative box prompts
     # too; harbour clutter is what those are for (benchmarks/README.md).
@@ -118,6 +79,7 @@ def test_negative_boxes_keep_clear_of_ships():
     assert len(negative_boxes(proposals, ships, 0, 256, np.random.default_rng(0))) == 0
 
 
+@pytest.mark.slow
 def test_the_embedding_cache_encodes_each_tile_once(tmp_path, datasets):
     config = TrainConfig(**FAST, epochs=2, encoder="frozen", augment=False, cache_dir=str(tmp_path / "cache"))
     first = train(datasets, tmp_path / "a.safetensors", config).history
@@ -140,8 +102,9 @@ def test_cache_keys_change_with_variant_weights_and_size():
     assert key not in others and len(others) == 4
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_weights(tmp_path, datasets):
-    runs = [train(datasets, tmp_path / f"{name}.safetensors", TrainConfig(**FAST, epochs=1, seed=seed))
+    runs = [train(datasets[:1], tmp_path / f"{name}.safetensors", TrainConfig(**FAST, epochs=1, seed=seed))
             for name, seed in (("a", 3), ("b", 3), ("c", 4))]
     hashes = [r.card.weights_sha256 for r in runs]
     assert hashes[0] == hashes[1] != hashes[2]
@@ -156,13 +119,14 @@ def _interrupt_after_first_epoch(record):
         raise Interrupted
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_saved_epoch(tmp_path, datasets):
-    straight = train(datasets, tmp_path / "s.safetensors", TrainConfig(**FAST, epochs=2, seed=5))
+    straight = train(datasets[:1], tmp_path / "s.safetensors", TrainConfig(**FAST, epochs=2, seed=5))
     with pytest.raises(Interrupted):
-        train(datasets, tmp_path / "r.safetensors", TrainConfig(**FAST, epochs=2, seed=5),
+        train(datasets[:1], tmp_path / "r.safetensors", TrainConfig(**FAST, epochs=2, seed=5),
               on_epoch=_interrupt_after_first_epoch)
     assert not (tmp_path / "r.safetensors").exists() and (tmp_path / "r.ckpt.safetensors").exists()
-    resumed = train(datasets, tmp_path / "r.safetensors", TrainConfig(**FAST, epochs=2, seed=5), resume=True)
+    resumed = train(datasets[:1], tmp_path / "r.safetensors", TrainConfig(**FAST, epochs=2, seed=5), resume=True)
     assert [h["epoch"] for h in resumed.history] == [0, 1, 2]
     assert resumed.card.training["epochs"] == 2
     assert resumed.card.weights_sha256 == straight.card.weights_sha256

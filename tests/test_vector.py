@@ -4,11 +4,11 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import shapely
-from affine import Affine
 from pyproj import Transformer
 from rasterio.features import rasterize
 from shapely import affinity
 
+from samgeo_ship.errors import ShipsegError
 from samgeo_ship.metrics import polygon_iou
 from samgeo_ship.tiling import TileGrid
 from samgeo_ship.vector.attributes import measure, ship_table
@@ -17,9 +17,7 @@ from samgeo_ship.vector.merge import (Part, ShipMerger, largest_polygon, owns, s
 from samgeo_ship.vector.vectorise import vectorise
 from samgeo_ship.vector.writers import write_ships
 
-from test_labels import ship
-
-UTM = Affine(10.0, 0, 500_000.0, 0, -10.0, 4_800_000.0)
+from conftest import UTM, ring_is_ccw, ship
 
 
 def tiled_parts(hulls, width, height, tile_size, overlap):
@@ -69,21 +67,21 @@ def test_merge_result_does_not_depend_on_the_grid():
             assert polygon_iou(a.geometry, b.geometry) > 0.95
 
 
-def test_the_running_count_is_the_final_count_whatever_the_order_parts_arrive_in():
+@pytest.mark.parametrize("seed", range(3))
+def test_the_running_count_is_the_final_count_whatever_the_order_parts_arrive_in(seed):
     hulls = [ship(128, 128, 120, 8, 20), ship(82, 40, 24, 6, 0), ship(200, 220, 30, 6, 100)]
     parts = tiled_parts(hulls, 256, 256, 64, 0)
     assert len(parts) > 3  # the long ship comes in pieces
     expected = merged(parts)
-    for seed in range(3):
-        shuffled = [parts[k] for k in np.random.default_rng(seed).permutation(len(parts))]
-        merger = ShipMerger(10.0, cell=300.0)  # cells smaller than the long ship: it spans several
-        counts = []
-        for k in range(0, len(shuffled), 2):
-            merger.add(shuffled[k:k + 2])
-            counts.append(len(merger))
-        ships = merger.ships()
-        assert counts[-1] == len(ships) == 3
-        assert all(a.geometry.equals(b.geometry) for a, b in zip(ships, expected))
+    shuffled = [parts[k] for k in np.random.default_rng(seed).permutation(len(parts))]
+    merger = ShipMerger(10.0, cell=300.0)  # cells smaller than the long ship: it spans several
+    counts = []
+    for k in range(0, len(shuffled), 2):
+        merger.add(shuffled[k:k + 2])
+        counts.append(len(merger))
+    ships = merger.ships()
+    assert counts[-1] == len(ships) == 3
+    assert all(a.geometry.equals(b.geometry) for a, b in zip(ships, expected))
 
 
 def test_parts_of_one_user_prompt_are_one_ship_and_prompts_are_never_merged():
@@ -162,18 +160,13 @@ def ships_fixture(n=3):
     return ship_table(gpd.GeoSeries(hulls, crs="EPSG:32631"), [0.9] * n, "scene", "model")
 
 
-def test_ship_table_rounds_measurements():
+@pytest.mark.parametrize("column, decimals", [("length_m", 1), ("beam_m", 1), ("heading_deg", 1), ("area_m2", 0),
+                                              ("lon", 6)])
+def test_ship_table_rounds_measurements(column, decimals):
     """0.1 m and 0.1 degree in the output, so a table or a label never shows 87.2066511 m; positions to 1e-6."""
-    ships = ships_fixture()
-    for column, decimals in (("length_m", 1), ("beam_m", 1), ("heading_deg", 1), ("area_m2", 0), ("lon", 6)):
-        values = ships[column].to_numpy()
-        assert np.array_equal(values, np.round(values, decimals)), column
-    assert ships["length_m"].iloc[0] == pytest.approx(200.0, abs=0.1)
-
-
-def ring_is_ccw(ring) -> bool:
-    xy = np.asarray(ring)
-    return 0.5 * np.sum(xy[:-1, 0] * xy[1:, 1] - xy[1:, 0] * xy[:-1, 1]) > 0
+    values = ships_fixture()[column].to_numpy()
+    assert np.array_equal(values, np.round(values, decimals))
+    assert ships_fixture()["length_m"].iloc[0] == pytest.approx(200.0, abs=0.1)
 
 
 def test_geojson_is_rfc7946(tmp_path):
@@ -217,7 +210,7 @@ def test_a_failed_write_leaves_no_partial_file(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(gpd.GeoDataFrame, "to_parquet", half_write)
-    with pytest.raises(OSError):
+    with pytest.raises(ShipsegError, match="cannot be written .disk full"):
         write_ships(ships_fixture(), target)
     assert target.read_bytes() == b"previous result"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ships.parquet"]

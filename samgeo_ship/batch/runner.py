@@ -8,6 +8,8 @@ import hashlib
 import json
 import multiprocessing
 import os
+import shutil
+import socket
 import time
 import uuid
 from collections import Counter, deque
@@ -16,7 +18,9 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlsplit
 
+from samgeo_ship.atomic import write_error
 from samgeo_ship.batch.inputs import SceneRef, discover_scenes
 from samgeo_ship.batch.manifest import DONE, FAILED, SKIPPED, Manifest, sha256_file
 from samgeo_ship.batch.worker import process_scene
@@ -25,6 +29,7 @@ from samgeo_ship.vector.writers import FORMATS
 
 MERGED = "ships.parquet"
 LOCK = ".shipseg-batch.lock"
+SCHEDULER_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -66,7 +71,8 @@ def run_batch(source, outdir, *, model=None, fmt: str = "geojson", glob: str = "
     outdir = Path(outdir)
     if outdir.exists() and not outdir.is_dir():
         raise fail(outdir, "exists and is not a folder")
-    outdir.mkdir(parents=True, exist_ok=True)
+    if isinstance(scheduler, str):
+        check_scheduler(scheduler)
     with _exclusive(outdir):
         for stale in outdir.glob(".*.tmp-*"):  # left by a run that was killed; no writer can be active now
             stale.unlink()
@@ -177,7 +183,10 @@ def _on_dask(todo, job, scheduler, retries):
     from distributed import Client, as_completed
 
     own = not isinstance(scheduler, Client)
-    client = Client(scheduler, set_as_default=False) if own else scheduler
+    try:
+        client = Client(scheduler, set_as_default=False, timeout=SCHEDULER_TIMEOUT_S) if own else scheduler
+    except OSError as exc:  # answered the probe but is not a Dask scheduler, or went away since
+        raise fail(scheduler, f"cannot connect to the Dask scheduler ({exc})") from None
     run = uuid.uuid4().hex[:8]
     futures = {}
     try:
@@ -200,20 +209,47 @@ def _on_dask(todo, job, scheduler, retries):
             client.close()
 
 
+def check_scheduler(address: str, timeout_s: float = SCHEDULER_TIMEOUT_S) -> None:
+    """Refuse, within ``timeout_s``, a Dask scheduler address that is malformed or where nothing answers (Dask's own
+    client retries for its whole connect timeout, half a minute, and then ends in a traceback)."""
+    parsed = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        host, port = parsed.hostname, parsed.port
+    except ValueError:
+        host = port = None
+    if parsed.scheme not in ("tcp", "tls") or not host or not port:
+        raise fail(address, "is not a Dask scheduler address (tcp://HOST:PORT)")
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise fail(address, f"no Dask scheduler answers there ({exc.strerror or exc})") from None
+
+
 @contextlib.contextmanager
 def _exclusive(outdir: Path):
-    """One batch driver per OUTDIR: the manifest has exactly one writer."""
+    """One batch driver per OUTDIR: the manifest has exactly one writer. A folder this run created is removed
+    again when the run fails before writing anything but the lock, so a failed start leaves nothing behind."""
+    created = not outdir.exists()
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(outdir, exc) from None
     try:
         import fcntl
     except ImportError:  # Windows: no advisory locks; the user keeps runs apart
-        yield
-        return
-    with open(outdir / LOCK, "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise fail(outdir, "another shipseg batch is writing to this folder") from None
-        yield
+        fcntl = None
+    try:
+        with open(outdir / LOCK, "w") as f:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    raise fail(outdir, "another shipseg batch is writing to this folder") from None
+            yield
+    except BaseException:
+        if created and {p.name for p in outdir.iterdir()} <= {LOCK}:
+            shutil.rmtree(outdir, ignore_errors=True)
+        raise
 
 
 def read_ships(path: Path):

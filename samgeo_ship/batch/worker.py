@@ -28,7 +28,7 @@ def detector_for(model_ref, device: str = "cpu"):
     """The ShipDetector of ``model_ref`` on ``device``: a bundle path or None (the bundled default), built once per
     process and kept; a loaded ``(ShipSam, BundleCard)`` or a ShipDetector is used as it is."""
     from samgeo_ship.inference.detector import ShipDetector
-    from samgeo_ship.inference.predictor import resolve_device
+    from samgeo_ship.device import resolve_device
     from samgeo_ship.models.zoo import model_path
 
     if isinstance(model_ref, ShipDetector):

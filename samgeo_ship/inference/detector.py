@@ -19,12 +19,14 @@ import torch
 
 from samgeo_ship.errors import NoSuchBand, NoValidPixels, fail
 from samgeo_ship.inference.contrast import keep, ring_contrast
-from samgeo_ship.inference.predictor import TilePredictor, resolve_device
+from samgeo_ship.device import resolve_device
+from samgeo_ship.inference.predictor import TilePredictor
 from samgeo_ship.inference.prompts import assign_prompts, read_prompt_file
 from samgeo_ship.inference.stream import stream
 from samgeo_ship.inference.windows import split_large_boxes
 from samgeo_ship.models import official
 from samgeo_ship.models.bundle import BundleCard
+from samgeo_ship.models.card_schema import MAX_TILE_SIZE
 from samgeo_ship.models.zoo import load_model, model_path
 from samgeo_ship.raster import Normalisation, Scene, parse_bands
 from samgeo_ship.tiling import TileGrid
@@ -55,10 +57,12 @@ class ShipDetector:
             model input covers, so ships look larger or smaller to the model than in training.
         batch_size: tiles encoded at once.
         score_threshold: the card's detection score threshold overridden for this detector.
+        nodata: the fill value of scenes that declare none (pixels of that value in every band are invalid).
     """
 
     def __init__(self, model=None, *, device: str = "auto", bands=None, tile_size: int | None = None,
-                 overlap: int | None = None, batch_size: int = 4, score_threshold: float | None = None):
+                 overlap: int | None = None, batch_size: int = 4, score_threshold: float | None = None,
+                 nodata: float | None = None):
         self.device = resolve_device(device)
         if isinstance(model, tuple):
             net, card = model
@@ -70,6 +74,7 @@ class ShipDetector:
         self.bands = parse_bands(bands)
         if overlap is None and tile_size is not None and self.any_resolution:
             overlap = int(tile_size) // 8  # the card's halo is for its own tile size
+        self.nodata = nodata
         self.tile_size, self.overlap = _tiling(self.card, tile_size, overlap, self.name)
         self.batch_size = max(1, int(batch_size))
         thresholds = {} if score_threshold is None else {"score": float(score_threshold)}
@@ -102,11 +107,12 @@ class ShipDetector:
         if self.any_resolution:
             return TileGrid.for_scene(scene, self.tile_size, overlap_px=self.overlap)
         pixel_m, model_m = scene.ground_pixel_size_m, self.card.pixel_size_m
+        for side_m in scene.ground_pixel_sizes_m:  # both sides: near a pole the mean hides a 2 mm x 11 m pixel
+            if not model_m / MAX_RESAMPLE <= side_m <= model_m * MAX_RESAMPLE:
+                raise fail(scene.path, f"its pixels are {side_m:.3g} m but the model was trained on {model_m:g} m "
+                                       f"pixels, more than {MAX_RESAMPLE:g}x apart (resample the scene to between "
+                                       f"{model_m / MAX_RESAMPLE:g} and {model_m * MAX_RESAMPLE:g} m)")
         ratio = model_m / pixel_m  # scene pixels per training pixel
-        if not 1 / MAX_RESAMPLE <= ratio <= MAX_RESAMPLE:
-            raise fail(scene.path, f"its pixels are {pixel_m:.3g} m but the model was trained on {model_m:g} m "
-                                   f"pixels, more than {MAX_RESAMPLE:g}x apart (resample the scene to between "
-                                   f"{model_m / MAX_RESAMPLE:g} and {model_m * MAX_RESAMPLE:g} m)")
         if pixel_m > model_m * 1.25:
             warnings.warn(f"{scene.path.name}: pixels are {pixel_m:.3g} m, coarser than the model's {model_m:g} m; "
                           f"ships shorter than about {MIN_SHIP_PX * pixel_m:.0f} m are below what the model "
@@ -116,7 +122,8 @@ class ShipDetector:
         return TileGrid.for_scene(scene, size, overlap_px=overlap)
 
     # ---- detection -------------------------------------------------------------------------------------------
-    def detect(self, scene, boxes=None, points=None, progress: Progress | None = None) -> gpd.GeoDataFrame:
+    def detect(self, scene, boxes=None, points=None, progress: Progress | None = None,
+               on_plan: Callable[[dict], None] | None = None) -> gpd.GeoDataFrame:
         """Find the ships in ``scene`` (a path, or a Scene from ``open``).
 
         Args:
@@ -125,6 +132,8 @@ class ShipDetector:
             points: a vector file of points or an (N, 2) array in the scene CRS; one positive point per ship.
             progress: called as ``progress(tiles_done, tiles_total, ships_so_far)`` (distinct ships after merging
                 across seams; the last call's count is the number of rows returned); raising in it cancels.
+            on_plan: called once, after the first batch, with the tile count and the time they will take (see
+                ``stream.stream``).
 
         Returns a GeoDataFrame in the scene CRS with the columns of ``vector.attributes.COLUMNS`` (plus ``prompt``,
         the index of the user prompt, with boxes/points), one Polygon per ship, ids ordered north to south; empty,
@@ -139,7 +148,7 @@ class ShipDetector:
                 return self._no_ships(opened, why, progress, user)
             grid = self.grid(opened)
             prompts, windows = _prompts(opened, grid, boxes, points, self.any_resolution)
-            merger = self._merge(opened, grid, prompts, progress, windows)
+            merger = self._merge(opened, grid, prompts, progress, on_plan, windows)
             merged = merger.ships() if user else self._keep(opened, suppress_overlaps(merger.ships()))
             if progress:
                 total = len(grid) + len(windows)
@@ -167,12 +176,13 @@ class ShipDetector:
         if not self.finds_ships:
             raise official.no_prompter(self.name, self.card.model_type)
 
-    def _merge(self, scene: Scene, grid: TileGrid, prompts, progress, windows=()) -> ShipMerger:
+    def _merge(self, scene: Scene, grid: TileGrid, prompts, progress, on_plan=None, windows=()) -> ShipMerger:
         merger = ShipMerger(scene.pixel_size[0], cell=grid.tile_size * scene.pixel_size[0])
         # The learned prompter's specks (a glint, a fleck of foam) are dropped; a user's prompt is always answered.
         min_px = MIN_SHIP_PX * self.card.pixel_size_m / scene.ground_pixel_size_m if prompts is None else 0.0
         with _torch_threads(self.device):
-            stream(scene, grid, self.predictor, prompts, self.batch_size, merger, progress, min_px, windows)
+            stream(scene, grid, self.predictor, prompts, self.batch_size, merger, progress, min_px, on_plan,
+                   windows)
         return merger
 
     def _keep(self, scene: Scene, ships: list) -> list:
@@ -221,11 +231,16 @@ class ShipDetector:
     def _open_bands(self, path) -> Scene:
         chosen = self.bands if self.bands is not None else self.card.bands
         try:
-            scene = Scene.open(path, bands=chosen)
+            scene = Scene.open(path, bands=chosen, nodata=self.nodata)
         except NoSuchBand:
             if self.bands is not None:
                 raise
             scene = self._unnamed_bands(path)
+        try:
+            scene.require_crs()
+        except BaseException:
+            scene.close()
+            raise
         if len(scene.band_indexes) not in (1, 3):
             scene.close()
             raise fail(path, f"{len(scene.band_indexes)} bands were selected but the model takes 3 (or 1)")
@@ -235,13 +250,17 @@ class ShipDetector:
         """A scene without the model's band names: bands without names cannot be checked, so the first three (the
         common RGB order) are used, with a warning; a scene whose bands have other names is refused. A model of any
         resolution takes any 3 bands: its first three, silently (an orthophoto stores red, green, blue first)."""
-        scene = Scene.open(path)
-        if self.any_resolution:
-            return scene
-        if scene.has_band_names:
+        scene = Scene.open(path, nodata=self.nodata)
+        try:
+            scene.require_crs()  # a scene that will be refused says only why, without the warning below
+            if self.any_resolution:
+                return scene
+            if scene.has_band_names:
+                raise fail(path, f"has no bands named {','.join(self.card.bands)} as the model expects; name the "
+                                 "scene's matching bands with --bands (e.g. --bands 3,2,1)")
+        except BaseException:
             scene.close()
-            raise fail(path, f"has no bands named {','.join(self.card.bands)} as the model expects; name the "
-                             "scene's matching bands with --bands (e.g. --bands 3,2,1)")
+            raise
         warnings.warn(f"{Path(path).name}: bands have no names, using bands 1-3 as {','.join(self.card.bands)} "
                       "(choose others with --bands)", DetectWarning, stacklevel=5)
         return scene
@@ -254,12 +273,12 @@ class ShipDetector:
 
 
 def detect(scene, model=None, *, boxes=None, points=None, progress: Progress | None = None, device: str = "auto",
-           bands=None, tile_size: int | None = None, overlap: int | None = None,
-           batch_size: int = 4) -> gpd.GeoDataFrame:
+           bands=None, tile_size: int | None = None, overlap: int | None = None, batch_size: int = 4,
+           nodata: float | None = None) -> gpd.GeoDataFrame:
     """Find the ships in one scene: ``ShipDetector(model, ...).detect(scene, boxes, points, progress)``. Build a
     ShipDetector yourself to detect in several scenes with one loaded model."""
     detector = ShipDetector(model, device=device, bands=bands, tile_size=tile_size, overlap=overlap,
-                            batch_size=batch_size)
+                            batch_size=batch_size, nodata=nodata)
     return detector.detect(scene, boxes=boxes, points=points, progress=progress)
 
 
@@ -282,9 +301,9 @@ def _tiling(card: BundleCard, tile_size, overlap, source) -> tuple[int, int]:
     """The card's (tile size, overlap), or a run's own, checked."""
     size = card.tile_size if tile_size is None else int(tile_size)
     halo = card.overlap if overlap is None else int(overlap)
-    if size < 8 or halo < 0 or 2 * halo >= size:
-        raise fail(source, f"tile size {size} px with overlap {halo} px: need a tile of at least 8 px and an "
-                           "overlap of 0 to under half the tile size")
+    if not 8 <= size <= MAX_TILE_SIZE or halo < 0 or 2 * halo >= size:
+        raise fail(source, f"tile size {size} px with overlap {halo} px: need a tile of 8 to {MAX_TILE_SIZE} px "
+                           "and an overlap of 0 to under half the tile size")
     return size, halo
 
 

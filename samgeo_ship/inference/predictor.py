@@ -4,7 +4,6 @@ once per prompt."""
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import nms
 
+from samgeo_ship.device import autocaster
 from samgeo_ship.models.shipsam import mask_boxes, model_input
 
 MASK_CHUNK = 32  # prompts decoded at once: bounds the (N, T, T) logits of a crowded tile
@@ -41,21 +41,12 @@ class TilePrompts:
 @dataclass
 class TileDetection:
     """One ship in one tile: ``mask`` (T, T) bool in tile pixels, ``score`` in [0, 1], ``iou_pred`` (SAM's own
-    estimate of the mask's IoU), ``prompt`` (user prompt index, -1 for the learned prompter)."""
+    estimate of the mask's IoU), ``prompt`` (user prompt index, -1 for a proposed ship)."""
 
     mask: np.ndarray
     score: float
     iou_pred: float
     prompt: int = -1
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """"auto" -> cuda when available, else cpu; "cpu" and "cuda[:n]" as given."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but no CUDA GPU is available")
-    return torch.device(device)
 
 
 class TilePredictor:
@@ -72,6 +63,7 @@ class TilePredictor:
         self.model = model
         self.card = card
         self.device = torch.device(device)
+        self._autocast = autocaster(self.device)
         thresholds = {"score": 0.3, "mask_logit": 0.0, "nms_iou": 0.5, **(card.thresholds or {}), **(thresholds or {})}
         self.score_threshold = float(thresholds["score"])
         self.mask_logit = float(thresholds["mask_logit"])
@@ -81,12 +73,6 @@ class TilePredictor:
     def img_size(self) -> int:
         return self.model.img_size
 
-    def _autocast(self):
-        # Autocast only on GPU: on CPU bfloat16 is slower on most cores and changes the masks for nothing.
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
     @torch.inference_mode()
     def predict(self, images: np.ndarray, prompts: list[TilePrompts | None] | None = None
                 ) -> list[list[TileDetection]]:
@@ -94,14 +80,15 @@ class TilePredictor:
 
         Args:
             images: (B, C, T, T) float32 in [0, 1], C = 1 (repeated to grey RGB) or 3.
-            prompts: None to use the learned prompter; else one TilePrompts (or None: no ship asked for) per tile.
+            prompts: None to use the model's proposer (models.proposer: its bundle's kind); else one TilePrompts
+                (or None: no ship asked for) per tile.
 
         Returns per tile a list of TileDetection with (T, T) masks."""
         B, C, T, _ = images.shape
         inputs = self.inputs(images)
         embeddings = self._encode(inputs)
         with self._autocast():
-            proposals = (self.model.propose(embeddings, self.score_threshold, images=inputs)
+            proposals = (self.model.proposer.proposals(self.model, embeddings, self.score_threshold, images=inputs)
                          if prompts is None else None)
         out = []
         for b in range(B):

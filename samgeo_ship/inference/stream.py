@@ -4,6 +4,7 @@ batch size (plus one polygon per ship), never by the scene size."""
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
@@ -19,13 +20,15 @@ PENDING_BATCHES = 2  # batches being vectorised while the next one is encoded
 
 
 def stream(scene, grid, predictor, prompts, batch_size: int, merger: ShipMerger, progress=None,
-           min_px: float = 0.0, windows=()) -> None:
+           min_px: float = 0.0, on_plan=None, windows=()) -> None:
     """Read -> encode/decode in batches of ``batch_size`` -> vectorise in the background -> ``merger``.
 
     ``prompts``: None for the learned prompter, else {(row, col): TilePrompts} (tiles without prompts are not
-    encoded). ``windows``: box windows read decimated after the grid (samgeo_ship.inference.windows), counted as
-    tiles. ``progress(tiles_done, tiles_total, ships_so_far)`` reports the distinct ships merged so far."""
-    total, done = len(grid) + len(windows), 0
+    encoded). ``progress(tiles_done, tiles_total, ships_so_far)`` reports the distinct ships merged so far.
+    ``on_plan(plan)`` is called once, after the first batch, with ``tiles_total``, ``tiles_done``,
+    ``seconds_per_tile`` (measured on that batch) and ``eta_s``, so a scene that would take days is known early.
+    ``windows``: box windows read decimated after the grid (samgeo_ship.inference.windows), counted as tiles."""
+    total, done, start, plan = len(grid) + len(windows), 0, time.perf_counter(), on_plan
     pending: deque = deque()
     wanted = set(prompts) if prompts is not None else None
     reader = Prefetch(chain(read_tiles(scene, grid, wanted), read_windows(scene, windows, grid.tile_size)),
@@ -33,7 +36,7 @@ def stream(scene, grid, predictor, prompts, batch_size: int, merger: ShipMerger,
     batch: list = []
 
     def flush():
-        nonlocal done
+        nonlocal done, plan
         if batch:
             tile_prompts = [prompts.get((t.row, t.col)) for t, _, _ in batch] if prompts is not None else None
             detections = predictor.predict(np.stack([image for _, image, _ in batch]), tile_prompts)
@@ -41,6 +44,11 @@ def stream(scene, grid, predictor, prompts, batch_size: int, merger: ShipMerger,
             pending.append(pool.submit(tile_parts, items, prompts is None, min_px))
             done += len(batch)
             batch.clear()
+            if plan is not None:
+                per_tile = (time.perf_counter() - start) / done
+                plan({"tiles_total": total, "tiles_done": done, "seconds_per_tile": round(per_tile, 4),
+                      "eta_s": round(per_tile * (total - done), 1)})
+                plan = None
         while pending and (len(pending) > PENDING_BATCHES or pending[0].done()):
             merger.add(pending.popleft().result())
         if progress:

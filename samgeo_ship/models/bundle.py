@@ -15,15 +15,28 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from samgeo_ship import __version__
+from samgeo_ship.version import __version__
 from samgeo_ship.atomic import atomic_file
 from samgeo_ship.errors import fail
 from samgeo_ship.models.lora import add_lora, is_lora_key
-from samgeo_ship.models.registry import CONFIGS, SamConfig, read_checkpoint
+from samgeo_ship.models.card_schema import check_card, check_config
+from samgeo_ship.models.prompter import Prompter
+from samgeo_ship.models.proposer import Proposer
+from samgeo_ship.models.registry import CONFIGS, SamConfig, build_sam, expected_shapes, read_checkpoint
 from samgeo_ship.models.shipsam import ShipSam
 
 CARD_KEY = "shipseg_card"
 FORMAT = "shipseg-bundle/1"
+
+# The proposer class (models.proposer.Proposer) each bundle ``kind`` carries. A feature package that adds a kind
+# registers it where its proposer is defined (samgeo_ship.oneshot: "oneshot"), so that models imports nothing above
+# it; samgeo_ship's __init__ imports those packages, so any loader finds every kind.
+BUNDLE_KINDS: dict[str, type[Proposer]] = {"shipsam": Prompter}
+
+
+def register_kind(kind: str, proposer: type[Proposer]) -> None:
+    """Let ``load_bundle`` load bundles of ``kind``, whose ships ``proposer`` proposes."""
+    BUNDLE_KINDS[kind] = proposer
 
 
 @dataclass
@@ -49,10 +62,12 @@ class BundleCard:
     validation: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
     weights_sha256: str = ""
+    # SHA-256 of the card without this field (see card_sha256): it covers weights_sha256, so the tensors too.
+    card_sha256: str = ""
     shipseg_version: str = __version__
     format: str = FORMAT
-    # "shipsam": the learned prompter proposes ships; "oneshot": their likeness to reference ships does
-    # (samgeo_ship.oneshot; its settings and provenance are in ``oneshot``).
+    # The proposer (BUNDLE_KINDS) - "shipsam": the learned prompter proposes ships; "oneshot": their likeness to
+    # reference ships does (samgeo_ship.oneshot; its settings and provenance are in ``oneshot``).
     kind: str = "shipsam"
     box_prior: float = 0.0  # ShipSam.box_prior the weights were trained with
     prompter_pixels: int = 0  # channels of the prompter's pixel branch (0: none, bundles older than it)
@@ -67,9 +82,25 @@ class BundleCard:
 
     @classmethod
     def from_json(cls, text: str) -> "BundleCard":
-        data = json.loads(text)
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "BundleCard":
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def card_sha256(data: dict) -> str:
+    """SHA-256 of a parsed card's every field but ``card_sha256`` itself, in a canonical JSON form."""
+    rest = {k: v for k, v in data.items() if k != "card_sha256"}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _sealed_json(card: BundleCard) -> str:
+    """The card as JSON with its hash filled in (computed on the JSON form, as read_card will see it)."""
+    card.card_sha256 = ""
+    card.card_sha256 = card_sha256(json.loads(card.to_json()))
+    return card.to_json()
 
 
 def save_bundle(model: ShipSam, card: BundleCard, path) -> Path:
@@ -82,23 +113,23 @@ def save_bundle(model: ShipSam, card: BundleCard, path) -> Path:
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items() if is_stored(k, card.stored)}
     card.config = dataclasses.asdict(model.config)
     card.box_prior = model.box_prior
-    card.prompter_pixels = model.prompter.pixel_chans
+    card.prompter_pixels = getattr(model.proposer, "pixel_chans", 0)  # 0 without a learned prompter
     card.weights_sha256 = tensors_sha256(state)
     with atomic_file(path) as tmp:
-        save_file(state, str(tmp), metadata={CARD_KEY: card.to_json()})
+        save_file(state, str(tmp), metadata={CARD_KEY: _sealed_json(card)})
     return path
 
 
 def update_card(path, card: BundleCard) -> Path:
-    """Replace the card in the header of the bundle at ``path`` (atomically). The tensors are copied byte for byte,
-    never loaded, so a threshold change costs a file copy and the weights hash stays valid."""
+    """Replace the card in the header of the bundle at ``path`` (atomically), with its hash renewed. The tensors are
+    copied byte for byte, never loaded, so a threshold change costs a file copy and the weights hash stays valid."""
     path = Path(path)
     if read_card(path).weights_sha256 != card.weights_sha256:
         raise ValueError("update_card keeps the tensors: the new card must carry their hash")
     with open(path, "rb") as src:
         size = struct.unpack("<Q", src.read(8))[0]
         header = json.loads(src.read(size))
-        header.setdefault("__metadata__", {})[CARD_KEY] = card.to_json()
+        header.setdefault("__metadata__", {})[CARD_KEY] = _sealed_json(card)
         text = json.dumps(header, separators=(",", ":")).encode()
         text += b" " * (-len(text) % 8)  # safetensors pads the header with spaces so the data starts 8-aligned
         with atomic_file(path) as tmp, open(tmp, "wb") as dst:
@@ -126,20 +157,30 @@ def read_card(path) -> BundleCard:
     if CARD_KEY not in meta:
         raise fail(path, "is a safetensors file without a shipseg card, so it is not a shipseg model bundle")
     try:
-        return BundleCard.from_json(meta[CARD_KEY])
-    except (json.JSONDecodeError, TypeError) as exc:
+        data = json.loads(meta[CARD_KEY])
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise fail(path, f"has an unreadable card ({exc})") from None
+    if not isinstance(data, dict):
+        raise fail(path, f"has a card that is a JSON {type(data).__name__}, not an object")
+    if not data.get("card_sha256"):
+        raise fail(path, "has a card without its hash (edited, or made before cards were hashed), so what it "
+                         "says cannot be trusted; save the bundle again with a current shipseg")
+    if card_sha256(data) != data["card_sha256"]:
+        raise fail(path, "its card does not match the hash stored with it (the card was edited or damaged)")
+    try:
+        check_card(data)
+        if data.get("config"):
+            check_config(data["config"])
+    except ValueError as exc:
+        raise fail(path, f"has an invalid card: {exc}") from None
+    return BundleCard.from_dict(data)
 
 
-def load_bundle(path, device="cpu", base_checkpoint=None) -> tuple[ShipSam, BundleCard]:
-    """Load a bundle; never unpickles. Refuses a file whose tensors do not match the hash in its card (tampered
-    or damaged), a card for an unknown model, or a base checkpoint whose SHA-256 is not the one recorded."""
+def verify_bundle(path) -> tuple[BundleCard, dict]:
+    """The card and the tensors of a bundle, after checking the card's hash and fields and the tensors against
+    the card's hash; builds no model."""
     path = Path(path)
     card = read_card(path)
-    if card.model_type not in CONFIGS and not card.config:
-        raise fail(path, f"names an unknown model type {card.model_type!r}")
-    config = SamConfig(**{**card.config, "encoder_global_attn_indexes": tuple(
-        card.config.get("encoder_global_attn_indexes", ()))}) if card.config else CONFIGS[card.model_type]
     try:
         with safe_open(str(path), framework="pt") as f:
             state = {k: f.get_tensor(k) for k in f.keys()}
@@ -147,8 +188,37 @@ def load_bundle(path, device="cpu", base_checkpoint=None) -> tuple[ShipSam, Bund
         raise fail(path, f"is damaged ({str(exc).splitlines()[0]})") from None
     if tensors_sha256(state) != card.weights_sha256:
         raise fail(path, "its weights do not match the hash in its card (the file was modified or damaged)")
-    model = model_class(path, card).from_card(config, card)
-    model.box_prior = float(card.box_prior)
+    return card, state
+
+
+def _config(path: Path, card: BundleCard, state: dict) -> SamConfig:
+    """The card's SamConfig, refused unless the shapes it gives are those of the stored SAM tensors (measured on
+    the meta device, so an absurd config allocates nothing) and, without a stored encoder, it is the registry's
+    config of the model type (the base checkpoint's)."""
+    if card.model_type not in CONFIGS and not card.config:
+        raise fail(path, f"names an unknown model type {card.model_type!r}")
+    config = check_config(card.config) if card.config else CONFIGS[card.model_type]
+    expected = expected_shapes(config)
+    for key, tensor in state.items():
+        name = key[len("sam."):]
+        if key.startswith("sam.") and not is_lora_key(key) and expected.get(name) != tuple(tensor.shape):
+            raise fail(path, f"its card's config does not fit its weights ({name} is {tuple(tensor.shape)})")
+    has_encoder = any(k.startswith("sam.image_encoder.") and not is_lora_key(k) for k in state)
+    if not has_encoder and CONFIGS.get(card.model_type) != config:
+        raise fail(path, f"its card's config is not that of {card.model_type}, whose checkpoint it builds on")
+    return config
+
+
+def load_bundle(path, device="cpu", base_checkpoint=None) -> tuple[ShipSam, BundleCard]:
+    """Load a bundle; never unpickles. Refuses a file whose tensors do not match the hash in its card (tampered
+    or damaged), a card for an unknown model, or a base checkpoint whose SHA-256 is not the one recorded."""
+    path = Path(path)
+    card, state = verify_bundle(path)
+    config = _config(path, card, state)
+    proposer = proposer_class(path, card)
+    model = ShipSam(build_sam(config), config, proposer.from_card(config, card), float(card.box_prior))
+    # Parts an older bundle of this kind stored but its proposer does not use (a oneshot bundle's base prompter).
+    state = {k: v for k, v in state.items() if k.split(".", 1)[0] not in proposer.unused_parts}
     if card.lora:
         add_lora(model.sam.image_encoder, int(card.lora["rank"]), float(card.lora["alpha"]))
     if not any(k.startswith("sam.image_encoder.") and not is_lora_key(k) for k in state):
@@ -160,16 +230,11 @@ def load_bundle(path, device="cpu", base_checkpoint=None) -> tuple[ShipSam, Bund
     return model.eval().to(device), card
 
 
-def model_class(path, card: BundleCard) -> type[ShipSam]:
-    """The ShipSam class a card's ``kind`` loads as."""
-    if card.kind == "shipsam":
-        return ShipSam
-    if card.kind == "oneshot":
-        # Imported here: samgeo_ship.oneshot builds on models (it imports only models below it at load time).
-        from samgeo_ship.oneshot.model import OneShotSam
-
-        return OneShotSam
-    raise fail(path, f"is a {card.kind!r} model bundle, which this version of shipseg cannot use")
+def proposer_class(path, card: BundleCard) -> type[Proposer]:
+    """The proposer a card's ``kind`` carries."""
+    if card.kind not in BUNDLE_KINDS:
+        raise fail(path, f"is a {card.kind!r} model bundle, which this version of shipseg cannot use")
+    return BUNDLE_KINDS[card.kind]
 
 
 def _base_encoder(path: Path, card: BundleCard, base_checkpoint) -> dict:

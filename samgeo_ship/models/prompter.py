@@ -3,44 +3,22 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from segment_anything.modeling.common import LayerNorm2d
 from torch import nn
 
+from samgeo_ship.models.proposer import Proposals
+
 # CenterNet's prior: heatmap logits start at p = 0.1 so the focal loss does not explode on the first steps.
 _PRIOR_BIAS = -math.log((1 - 0.1) / 0.1)
 
 
-@dataclass
-class Proposals:
-    """Boxes for one image: ``boxes`` (N, 4) ``x0, y0, x1, y1`` in model-input pixels, ``scores`` (N,) in [0, 1].
-
-    A proposer may prompt the decoder with more than the box (samgeo_ship.oneshot does): ``points`` (N, P, 2) ``x, y``
-    in model-input pixels with ``labels`` (N, P) (1 ship, 0 background), and ``masks`` (N, 1, 4h, 4w), the
-    low-resolution mask logits of an earlier decoder pass."""
-
-    boxes: torch.Tensor
-    scores: torch.Tensor
-    points: torch.Tensor | None = None
-    labels: torch.Tensor | None = None
-    masks: torch.Tensor | None = None
-
-    def prompts(self, index) -> dict:
-        """The prompts besides the box of the proposals at ``index``, as keyword arguments of ShipSam.decode."""
-        extra = {}
-        if self.points is not None:
-            extra["points"] = (self.points[index], self.labels[index])
-        if self.masks is not None:
-            extra["masks"] = self.masks[index]
-        return extra
-
-
 class Prompter(nn.Module):
-    """Predicts, on a grid ``upscale`` times finer than the image embedding, a ship-centre heatmap (1 channel),
-    the sub-cell offset of the centre (2 channels, in cells) and the box size (2 channels, log of pixels).
+    """The learned proposer (models.proposer.Proposer) of "shipsam" bundles. Predicts, on a grid ``upscale`` times
+    finer than the image embedding, a ship-centre heatmap (1 channel), the sub-cell offset of the centre (2
+    channels, in cells) and the box size (2 channels, log of pixels).
 
     Args:
         in_chans: channels of the image embedding (the SAM config's prompt_embed_dim).
@@ -52,6 +30,9 @@ class Prompter(nn.Module):
             apart, or against a bright quay, share cells there, and a from-scratch encoder learns them slowly.
             A few convolutions at stride 4 see such edges directly.
     """
+
+    part = "prompter"
+    unused_parts = ()
 
     def __init__(self, in_chans: int, hidden: int = 96, upscale: int = 2, pixels: int = 0):
         super().__init__()
@@ -85,6 +66,23 @@ class Prompter(nn.Module):
                 p = F.adaptive_avg_pool2d(p, x.shape[-2:])
             x = self.fuse(torch.cat([x, p], dim=1))
         return self.heat(x), self.geometry(x)
+
+    @classmethod
+    def from_card(cls, config, card) -> "Prompter":
+        """An untrained prompter of the shape a bundle card records (no pixel branch in bundles older than it)."""
+        return cls(config.prompt_embed_dim, pixels=int(card.prompter_pixels))
+
+    def maps(self, model, embeddings: torch.Tensor, images: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Heatmap logits and geometry (see ``forward``) for ``model``'s embeddings; ``images``: the (B, 3, S, S)
+        model inputs in [0, 255] they came from, which ``model`` normalises for the pixel branch."""
+        return self(embeddings, model.normalise(images) if images is not None else None)
+
+    def proposals(self, model, embeddings: torch.Tensor, threshold: float, max_ships: int = 200,
+                  images: torch.Tensor | None = None) -> list[Proposals]:
+        """The Proposer interface: a box per heatmap peak."""
+        heat, geometry = self.maps(model, embeddings, images)
+        return self.propose(heat, geometry, model.img_size / heat.shape[-1], threshold, max_ships)
 
     @torch.no_grad()
     def propose(self, heat_logits: torch.Tensor, geometry: torch.Tensor, stride: float, threshold: float,

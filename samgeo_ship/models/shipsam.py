@@ -1,5 +1,5 @@
-"""ShipSam: a SAM model plus the learned prompter, with the three steps detection and training share:
-encode images, propose boxes, decode one mask per box."""
+"""ShipSam: a SAM model plus a proposer (the learned prompter, or another strategy: models.proposer), with the three
+steps detection and training share: encode images, propose boxes, decode one mask per box."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from segment_anything.modeling import Sam
 from torch import nn
 
-from samgeo_ship.models.prompter import Prompter, Proposals
+from samgeo_ship.models.prompter import Prompter
+from samgeo_ship.models.proposer import Proposals, Proposer
 from samgeo_ship.models.registry import CONFIGS, SamConfig, build_sam
 
 PROMPTER_PIXELS = 32  # channels of the prompter's pixel branch in new models (Prompter)
@@ -49,13 +50,10 @@ def mask_boxes(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack([x0, y0, x1, y1], dim=1).float(), rows.any(1)
 
 
-def card_prompter(config: SamConfig, card) -> Prompter:
-    """An untrained prompter of the shape a bundle card records (no pixel branch in bundles older than it)."""
-    return Prompter(config.prompt_embed_dim, pixels=int(card.prompter_pixels))
-
-
 class ShipSam(nn.Module):
-    """``sam`` (segment_anything's Sam) and ``prompter`` (ship proposals on its image embeddings).
+    """``sam`` (segment_anything's Sam) and a ``proposer`` of ship boxes on its image embeddings (models.proposer),
+    held under the proposer's own ``part`` name, so that a bundle's tensors keep their names: ``prompter`` for the
+    learned prompter, the default.
 
     Images go in as (B, 3, S, S) float tensors in SAM's 0-255 range, S = ``config.img_size``.
 
@@ -65,22 +63,22 @@ class ShipSam(nn.Module):
     ships spends its whole budget there and stays below the filled box, while with a prior it goes well beyond it.
     0 turns it off (bundles written before it existed). The bundle card records it."""
 
-    def __init__(self, sam: Sam, config: SamConfig, prompter: Prompter | None = None, box_prior: float = 0.0):
+    def __init__(self, sam: Sam, config: SamConfig, proposer: Proposer | None = None, box_prior: float = 0.0):
         super().__init__()
         self.sam = sam
         self.config = config
-        self.prompter = prompter or Prompter(config.prompt_embed_dim, pixels=PROMPTER_PIXELS)
+        proposer = proposer if proposer is not None else Prompter(config.prompt_embed_dim, pixels=PROMPTER_PIXELS)
+        self.proposer_part = proposer.part
+        self.add_module(proposer.part, proposer)
         self.box_prior = float(box_prior)
 
     @classmethod
     def from_config(cls, model_type: str) -> "ShipSam":
         return cls(build_sam(CONFIGS[model_type]), CONFIGS[model_type])
 
-    @classmethod
-    def from_card(cls, config: SamConfig, card) -> "ShipSam":
-        """An untrained model of the shape a bundle ``card`` describes (load_bundle then loads its weights).
-        Subclasses with parts of their own (samgeo_ship.oneshot) size them from the card."""
-        return cls(build_sam(config), config, card_prompter(config, card))
+    @property
+    def proposer(self) -> Proposer:
+        return getattr(self, self.proposer_part)
 
     @property
     def img_size(self) -> int:
@@ -100,14 +98,14 @@ class ShipSam(nn.Module):
 
     def prompt_maps(self, embeddings: torch.Tensor, images: torch.Tensor | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompter outputs: heatmap logits (B, 1, H, W) and geometry (B, 4, H, W). ``images``: the (B, 3, S, S)
-        model inputs in [0, 255] the embeddings came from (the prompter's pixel branch looks at them)."""
-        return self.prompter(embeddings, self.normalise(images) if images is not None else None)
+        """The learned prompter's outputs: heatmap logits (B, 1, H, W) and geometry (B, 4, H, W). ``images``: the
+        (B, 3, S, S) model inputs in [0, 255] the embeddings came from (the prompter's pixel branch looks at them)."""
+        return self.prompter.maps(self, embeddings, images)
 
     def propose(self, embeddings: torch.Tensor, threshold: float, max_ships: int = 200,
                 images: torch.Tensor | None = None) -> list[Proposals]:
-        heat, geometry = self.prompt_maps(embeddings, images)
-        return self.prompter.propose(heat, geometry, self.img_size / heat.shape[-1], threshold, max_ships)
+        """The proposer's ships (Proposer.proposals)."""
+        return self.proposer.proposals(self, embeddings, threshold, max_ships, images)
 
     def decode(self, embedding: torch.Tensor, boxes: torch.Tensor | None = None,
                points: tuple[torch.Tensor, torch.Tensor] | None = None,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
-from samgeo_ship import __version__
+from samgeo_ship.version import __version__
 from samgeo_ship.errors import ShipsegError, fail
 
 _CHUNK_BYTES = 1 << 20

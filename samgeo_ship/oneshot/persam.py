@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from samgeo_ship.oneshot.model import MaskMix
+from samgeo_ship.oneshot.proposer import MaskMix
 from samgeo_ship.training.losses import DICE_WEIGHT, FOCAL_WEIGHT, dice_loss, focal_loss, mask_iou
 
 STEPS = 150

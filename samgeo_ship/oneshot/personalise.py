@@ -18,11 +18,13 @@ from samgeo_ship.inference.detector import ShipDetector
 from samgeo_ship.inference.predictor import TilePredictor
 from samgeo_ship.models import weights
 from samgeo_ship.models.bundle import BundleCard, read_card, save_bundle
+from samgeo_ship.models.shipsam import ShipSam
 from samgeo_ship.models.zoo import model_path
-from samgeo_ship.oneshot.model import OUTPUTS, REFINE_PASSES, OneShotSam
+from samgeo_ship.oneshot.proposer import OUTPUTS, REFINE_PASSES, personalised
 from samgeo_ship.oneshot.persam import (LR, STEPS, MixFit, cell_fractions, choose_threshold, fit_mix, grow,
                                         ship_cells, target_feature)
 from samgeo_ship.oneshot.reference import References, read_references
+from samgeo_ship.outputs import check_outputs
 
 ENCODE_BATCH = 4
 
@@ -62,10 +64,8 @@ def personalise(scene, labels, base, output, bands=None, max_ships: int | None =
         threads: torch CPU threads (default: every core this process may use).
         recipe: what the card records as the recipe (the CLI passes its arguments)."""
     started = time.perf_counter()
-    output = Path(output)
-    if not output.parent.is_dir():
-        raise fail(output, "cannot be written: its folder does not exist")
     base = model_path(base)
+    output = check_outputs({output: {".safetensors"}}, inputs=[scene, labels, base])[0]
     base_card = check_base(base)
     before = torch.get_num_threads()
     torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
@@ -82,7 +82,8 @@ def personalise(scene, labels, base, output, bands=None, max_ships: int | None =
 
 
 def _personalise(scene, labels, base, bands, max_ships, steps, lr, outputs, device):
-    """The reference ships' target features and the fitted mix: (OneShotSam, References, MixFit, similarity)."""
+    """The reference ships' target features and the fitted mix: (the personalised ShipSam, References, MixFit,
+    similarity)."""
     detector = ShipDetector(base, device=device, bands=bands)
     net, dev = detector.model, detector.device
     refs = read_references(detector, scene, labels, max_ships)
@@ -91,9 +92,9 @@ def _personalise(scene, labels, base, bands, max_ships, steps, lr, outputs, devi
     cells = [torch.stack([ship_cells(cell_fractions(torch.from_numpy(m).to(dev), grid)) for m in t.masks])
              for t in refs.tiles]
     targets = torch.stack([target_feature(e, c) for e, tile_cells in zip(embeddings, cells) for c in tile_cells])
-    model = OneShotSam.personalise(net, targets, outputs)
+    model = personalised(net, targets, outputs)
     seed_logits, truth, sims = _reference_outputs(model, embeddings, refs, cells)
-    fit = fit_mix(model.oneshot.mix, seed_logits, truth, steps, lr)
+    fit = fit_mix(model.proposer.mix, seed_logits, truth, steps, lr)
     known = [grow(cell_fractions(torch.from_numpy(t.known).to(dev), grid) > 0) for t in refs.tiles]
     return model, refs, fit, choose_threshold(sims, cells, known)
 
@@ -108,15 +109,16 @@ def _encode(predictor: TilePredictor, refs: References) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def _reference_outputs(model: OneShotSam, embeddings, refs: References, cells):
+def _reference_outputs(model: ShipSam, embeddings, refs: References, cells):
     """For every reference ship: the decoder outputs the mix weighs for the PerSAM seed (positive point at the
     ship's most similar cell, negative at the tile's least similar one), at the resolution the mix is fitted at; the
     truth there; and each tile's similarity map."""
     outputs, truth, sims = [], [], []
+    proposer = model.proposer
     for emb, tile, tile_cells in zip(embeddings, refs.tiles, cells):
-        sim = model.similarity(emb)
+        sim = proposer.similarity(emb)
         best = torch.stack([_most_similar(sim, c) for c in tile_cells])
-        low = model.seed_outputs(emb, model.seed_points(sim, best)).float()
+        low = proposer.seed_outputs(model, emb, proposer.seed_points(model, sim, best)).float()
         size = min(tile.masks.shape[-1], low.shape[-1])  # the tile's pixels, at most the decoder's own
         outputs.append(F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False))
         masks = torch.from_numpy(tile.masks).to(low.device)[:, None].float()
@@ -131,17 +133,20 @@ def _most_similar(sim: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
     return torch.tensor([flat // sim.shape[1], flat % sim.shape[1]], device=sim.device)
 
 
-def _card(base_card: BundleCard, base_path, refs: References, model: OneShotSam, fit: MixFit, similarity: dict,
+def _card(base_card: BundleCard, base_path, refs: References, model: ShipSam, fit: MixFit, similarity: dict,
           manual: bool, steps: int, lr: float, seconds: float, recipe) -> BundleCard:
-    """The base card with what personalisation changed: kind, threshold, stored and trained parts, provenance."""
-    mix = [round(float(w), 4) for w in model.oneshot.mix.weights.detach()]
-    names = OUTPUTS[model.oneshot.outputs]
+    """The base card with what personalisation changed: kind, threshold, stored and trained parts (the proposer in
+    place of the learned prompter), provenance."""
+    proposer = model.proposer
+    mix = [round(float(w), 4) for w in proposer.mix.weights.detach()]
+    names = OUTPUTS[proposer.outputs]
     return BundleCard(
         model_type=base_card.model_type, bands=list(base_card.bands), pixel_size_m=base_card.pixel_size_m,
         tile_size=base_card.tile_size, overlap=base_card.overlap, normalisation=base_card.normalisation,
         thresholds={**base_card.thresholds, "score": similarity["threshold"]},
         base_model=base_card.base_model, base_sha256=base_card.base_sha256, trained=["oneshot.mix"],
-        encoder_mode=base_card.encoder_mode, stored=list(base_card.stored) + ["oneshot"], lora=base_card.lora,
+        encoder_mode=base_card.encoder_mode, stored=[p for p in base_card.stored if p != "prompter"] + ["oneshot"],
+        lora=base_card.lora,
         training={"recipe": recipe if recipe is not None else {"steps": steps, "lr": lr}, "steps": steps, "lr": lr,
                   "seconds": round(seconds, 2), "reference_tiles": len(refs.tiles),
                   "loss": {"init": fit.loss_init, "final": fit.loss}},
@@ -150,8 +155,8 @@ def _card(base_card: BundleCard, base_path, refs: References, model: OneShotSam,
         kind="oneshot",
         oneshot={
             "method": "PerSAM-F", "reference_scene": refs.scene, "reference_ships": refs.ships,
-            "reference_tiles": len(refs.tiles), "targets": len(model.oneshot.targets),
-            "target_tensor": "oneshot.targets", "outputs": model.oneshot.outputs, "mix_outputs": names,
+            "reference_tiles": len(refs.tiles), "targets": len(proposer.targets),
+            "target_tensor": "oneshot.targets", "outputs": proposer.outputs, "mix_outputs": names,
             "mix_tensor": "oneshot.mix.logits", "mix_weights": mix,
             "mix_weights_init": [round(1 / len(names), 4)] * len(names),
             "similarity_threshold": similarity["threshold"], "threshold_source": "manual" if manual else "reference",

@@ -1,20 +1,17 @@
-"""Prepared datasets (``shipseg prepare``) as training samples: tile chips resized to the model's input size,
-with their ship instances as masks and boxes; the train/validation split."""
+"""Prepared datasets (``shipseg prepare``, read by samgeo_ship.dataset) as training samples: tile chips resized to the
+model's input size, with their ship instances as masks and boxes; datasets trained together; the train/validation
+split."""
 
 from __future__ import annotations
 
-import json
 import operator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
-import rasterio
 import torch
 import torch.nn.functional as F
 
-from samgeo_ship.dataset import FORMAT
+from samgeo_ship.dataset import Dataset, TileRef, open_dataset, read_chip, read_instances
 from samgeo_ship.errors import ShipsegError, fail
 from samgeo_ship.models.shipsam import model_input
 from samgeo_ship.raster import same_bands
@@ -25,32 +22,6 @@ from samgeo_ship.training.augment import apply_variant, variant_boxes
 # 5.8-9.4 m ground pixels across the sen2ships ports (10 Web Mercator units shrink with cos(latitude)), so the
 # bound is a factor of two; the card records the median.
 PIXEL_SIZE_TOLERANCE = 1.0
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """One prepared dataset directory: its card (dataset.json), tile ids and per-tile instance boxes."""
-
-    path: Path
-    card: dict
-    tiles: tuple[str, ...]
-    boxes: dict  # tile id -> (N, 4) float32 boxes in tile pixels, row k-1 for instance k
-
-    @property
-    def ships(self) -> int:
-        return int(sum(len(b) for b in self.boxes.values()))
-
-
-@dataclass(frozen=True)
-class TileRef:
-    """One tile of one dataset."""
-
-    dataset: Dataset
-    tile: str
-
-    @property
-    def name(self) -> str:
-        return f"{self.dataset.path.name}/{self.tile}"
 
 
 @dataclass
@@ -67,34 +38,6 @@ class Sample:
     image: torch.Tensor
     masks: torch.Tensor
     boxes: torch.Tensor
-
-
-def open_dataset(path) -> Dataset:
-    """Read a dataset directory's card and instance index; ShipsegError if it is not a shipseg dataset."""
-    path = Path(path)
-    if not path.exists():
-        raise fail(path, "no such dataset directory")
-    if not path.is_dir():
-        raise fail(path, "is a file, not a dataset directory made by shipseg prepare")
-    card_path = path / "dataset.json"
-    if not card_path.exists() or not (path / "images").is_dir() or not (path / "instances.parquet").exists():
-        raise fail(path, "is not a shipseg dataset (no dataset.json, images/ and instances.parquet; "
-                   "make one with shipseg prepare)")
-    try:
-        card = json.loads(card_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise fail(card_path, f"is not valid JSON ({exc})") from None
-    if not isinstance(card, dict) or card.get("format") != FORMAT:
-        raise fail(card_path, f"is not a {FORMAT} dataset card")
-    tiles = tuple(sorted(p.stem for p in (path / "images").glob("*.tif")))
-    if not tiles:
-        raise fail(path, "holds no tiles in images/")
-    index = pd.read_parquet(path / "instances.parquet", columns=["tile", "instance", "box_x0", "box_y0",
-                                                                   "box_x1", "box_y1"])
-    boxes = {t: np.zeros((0, 4), np.float32) for t in tiles}
-    for tile, rows in index.sort_values(["tile", "instance"]).groupby("tile"):
-        boxes[tile] = rows[["box_x0", "box_y0", "box_x1", "box_y1"]].to_numpy(np.float32)
-    return Dataset(path, card, tiles, boxes)
 
 
 def open_datasets(paths) -> list[Dataset]:
@@ -131,23 +74,6 @@ def split_tiles(train: list[Dataset], val: list[Dataset], val_fraction: float, s
     val_idx = set(order[:n_val].tolist())
     return ([r for i, r in enumerate(refs) if i not in val_idx],
             [r for i, r in enumerate(refs) if i in val_idx])
-
-
-def read_chip(ref: TileRef) -> np.ndarray:
-    """(C, T, T) uint8 chip of a tile."""
-    with rasterio.open(ref.dataset.path / "images" / f"{ref.tile}.tif") as src:
-        return src.read()
-
-
-def read_instances(ref: TileRef) -> np.ndarray:
-    """(N, T, T) bool instance masks of a tile (instance k is row k-1)."""
-    n = len(ref.dataset.boxes[ref.tile])
-    path = ref.dataset.path / "masks" / f"{ref.tile}.tif"
-    if not path.exists():
-        raise fail(path, "is missing, but instances.parquet lists ships on this tile")
-    with rasterio.open(path) as src:
-        raster = src.read(1)
-    return raster[None] == np.arange(1, n + 1, dtype=raster.dtype)[:, None, None]
 
 
 def chip_to_image(chip: np.ndarray, img_size: int) -> torch.Tensor:

@@ -9,12 +9,14 @@ import numpy as np
 import torch
 from torchvision.ops import nms
 
+from samgeo_ship import metrics
 from samgeo_ship.metrics import SCORE_GRID
 from samgeo_ship.models.shipsam import filled_boxes
 from samgeo_ship.training.data import Sample
 from samgeo_ship.training.losses import mask_iou
 
 NMS_IOU = 0.5  # the cards' thresholds.nms_iou, which the detection predictor applies to proposals
+DEFAULT_SCORE = 0.3  # the cards' default thresholds.score
 
 
 def centre_matches(boxes: torch.Tensor, scores: torch.Tensor, truth: torch.Tensor) -> np.ndarray:
@@ -34,17 +36,14 @@ def centre_matches(boxes: torch.Tensor, scores: torch.Tensor, truth: torch.Tenso
 
 
 def best_threshold(found: list[tuple[np.ndarray, np.ndarray]], n_truth: int) -> tuple[float, float]:
-    """(threshold, F1) maximising centre-detection F1 over SCORE_GRID; ``found``: per tile (scores, hits)."""
+    """(threshold, F1) maximising centre-detection F1 over SCORE_GRID (ties as in metrics.best_threshold);
+    ``found``: per tile (scores, hits). With no hit at any threshold, the cards' default threshold."""
     scores = np.concatenate([s for s, _ in found]) if found else np.zeros(0)
     hits = np.concatenate([h for _, h in found]) if found else np.zeros(0, bool)
-    best = (0.3, 0.0)
-    for t in SCORE_GRID:
-        keep = scores >= t
-        tp = int(hits[keep].sum())
-        f1 = 2 * tp / max(int(keep.sum()) + n_truth, 1)
-        if f1 > best[1] + 1e-9:
-            best = (float(t), f1)
-    return best
+    sweep = [(float(t), 2 * int(hits[scores >= t].sum()) / max(int((scores >= t).sum()) + n_truth, 1))
+             for t in SCORE_GRID]
+    threshold, f1 = metrics.best_threshold(sweep, f1=float)
+    return (threshold, f1) if f1 > 0 else (DEFAULT_SCORE, 0.0)
 
 
 @torch.no_grad()

@@ -8,7 +8,6 @@ where the run stands is its TrainState (state.py), which the checkpoint stores."
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import os
@@ -20,6 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from samgeo_ship.device import autocaster, resolve_device
 from samgeo_ship.errors import ShipsegError, fail
 from samgeo_ship.models.bundle import BundleCard, is_stored, save_bundle
 from samgeo_ship.models.shipsam import PROMPTER_PIXELS
@@ -97,16 +97,6 @@ class TrainResult:
     history: list[dict]
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ShipsegError("--device cuda was asked for, but no CUDA GPU is available; use --device cpu or auto")
-    if name not in ("cpu", "cuda"):
-        raise ShipsegError(f"unknown device {name!r}; choose auto, cpu or cuda")
-    return torch.device(name)
-
-
 def lr_factor(step: int, total: int, warmup: int, elapsed: float = 0.0, warmup_share: float = 0.05) -> float:
     """Multiplier of the peak learning rate at ``step`` (0-based) of ``total``: linear warmup, then cosine to 0.
     ``elapsed``: the share of a time budget spent (0 without one); warmup and cosine follow whichever of steps and
@@ -163,7 +153,7 @@ class Trainer:
         cache = None
         if self.plan.cacheable and config.use_cache:
             cache = EmbeddingCache(config.cache_dir or default_cache_dir())
-        self.encoder = Encoder(model, cache, _autocast(device))
+        self.encoder = Encoder(model, cache, autocaster(device))
 
         self.lr = config.lr or (1e-4 if self.base.official else 1e-3)
         params = [p for _, p in model.named_parameters() if p.requires_grad]
@@ -314,10 +304,3 @@ def train(datasets, output, config: TrainConfig | None = None, val_datasets=(), 
 def _median_pixel_size(datasets) -> float | None:
     sizes = [d.card["pixel_size_m"] for d in datasets if d.card.get("pixel_size_m")]
     return float(np.median(sizes)) if sizes else None
-
-
-def _autocast(device: torch.device):
-    if device.type != "cuda":
-        return contextlib.nullcontext
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return lambda: torch.autocast("cuda", dtype=dtype)

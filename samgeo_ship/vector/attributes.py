@@ -3,12 +3,12 @@ scene's CRS (UTM, geographic degrees, Web Mercator, whose units are cos(latitude
 
 from __future__ import annotations
 
-import functools
-
 import geopandas as gpd
 import numpy as np
 import shapely
-from pyproj import CRS, Geod, Transformer
+from pyproj import Geod
+
+from samgeo_ship.crs import reproject, transformer
 
 _GEOD = Geod(ellps="WGS84")
 COLUMNS = ["ship_id", "score", "area_m2", "length_m", "beam_m", "heading_deg", "lon", "lat", "scene", "model"]
@@ -19,16 +19,6 @@ def utm_epsg(lon: float, lat: float) -> int:
     not matter for a local metric frame)."""
     zone = min(int((lon + 180.0) // 6.0) + 1, 60)
     return (32600 if lat >= 0 else 32700) + zone
-
-
-@functools.lru_cache(maxsize=64)
-def _transformer(src: str, dst: str) -> Transformer:
-    return Transformer.from_crs(CRS.from_user_input(src), CRS.from_user_input(dst), always_xy=True)
-
-
-def _reproject(geoms: np.ndarray, src: str, dst: str) -> np.ndarray:
-    t = _transformer(src, dst)
-    return shapely.transform(geoms, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
 
 
 def measure(geometries: gpd.GeoSeries) -> dict[str, np.ndarray]:
@@ -43,12 +33,12 @@ def measure(geometries: gpd.GeoSeries) -> dict[str, np.ndarray]:
     if n == 0:
         return out
     src = geometries.crs.to_wkt()
-    lonlat = _reproject(shapely.centroid(geoms), src, "EPSG:4326")
+    lonlat = reproject(shapely.centroid(geoms), src, "EPSG:4326")
     out["lon"], out["lat"] = shapely.get_x(lonlat), shapely.get_y(lonlat)
     zones = np.array([utm_epsg(x, y) for x, y in zip(out["lon"], out["lat"])])
     for zone in np.unique(zones):
         k = np.nonzero(zones == zone)[0]
-        utm = _reproject(geoms[k], src, f"EPSG:{zone}")
+        utm = reproject(geoms[k], src, f"EPSG:{zone}")
         out["area_m2"][k] = shapely.area(utm)
         length, beam, heading = _rectangle_axes(utm, f"EPSG:{zone}")
         out["length_m"][k], out["beam_m"][k], out["heading_deg"][k] = length, beam, heading
@@ -73,7 +63,7 @@ def _rectangle_axes(utm: np.ndarray, zone: str):
         ends[i] = [centre - axis / 2, centre + axis / 2]
     # The azimuth between the axis ends on the ellipsoid is relative to true north, not UTM grid north (which
     # differs by the meridian convergence, up to ~3 degrees at the edge of a zone).
-    t = _transformer(zone, "EPSG:4326")
+    t = transformer(zone, "EPSG:4326")
     lon0, lat0 = t.transform(ends[:, 0, 0], ends[:, 0, 1])
     lon1, lat1 = t.transform(ends[:, 1, 0], ends[:, 1, 1])
     azimuth = np.asarray(_GEOD.inv(lon0, lat0, lon1, lat1)[0], float)

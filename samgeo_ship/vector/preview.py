@@ -17,16 +17,14 @@ SHIP_COLOUR = (255, 32, 160)
 
 
 def render_preview(scene, layers, path, max_side: int = PREVIEW_MAX_SIDE) -> Path:
-    """Write a PNG of ``scene`` (an open Scene, read through its own handle: no second open of the file) with
-    outlined ships.
+    """Write a PNG of ``scene`` (an open Scene, which reads the pixels) with outlined ships.
 
     ``layers``: sequence of (geometries in the scene CRS, RGB colour); drawn in order. The PNG's long side is at
     most ``max_side`` px; nodata is black."""
-    raw, valid = scene.decimated(max_side)
-    h, w = valid.shape
-    rgb = to_uint8(scene.normalisation.apply(raw))
+    pixels, _ = scene.read_overview(max_side)  # nodata is 0, black
+    h, w = pixels.shape[1:]
+    rgb = to_uint8(pixels)
     rgb = np.repeat(rgb[:1], 3, axis=0) if rgb.shape[0] < 3 else rgb[:3]
-    rgb[:, ~valid] = 0
     image = Image.fromarray(np.ascontiguousarray(rgb.transpose(1, 2, 0)))
     draw = ImageDraw.Draw(image)
     # Scene CRS -> preview pixels: inverse scene affine, then the decimation.

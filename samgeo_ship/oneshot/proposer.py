@@ -1,4 +1,4 @@
-"""OneShotSam: a frozen ShipSam that proposes ships by their likeness to reference ships (PerSAM-F, Zhang et al.
+"""OneShotProposer: ships proposed to a frozen ShipSam by their likeness to reference ships (PerSAM-F, Zhang et al.
 2023, "Personalize Segment Anything Model with One Shot").
 
 Per tile: the cosine similarity between the reference ships' target features and the image embedding; a positive
@@ -7,16 +7,18 @@ mixed by the learned weights (see OUTPUTS); one refinement pass with the mask's 
 prompt; found ships suppressed on the similarity map. The proposals carry points, box and mask prompt, so the tile
 predictor's ordinary decode is the second refinement pass (PerSAM's cascaded post-refinement).
 
-Loaded by samgeo_ship.models.bundle.load_bundle for cards of kind "oneshot"; imports nothing above models."""
+The proposer of bundles of kind "oneshot" (registered with samgeo_ship.models.bundle here); imports nothing above
+models."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from samgeo_ship.models.prompter import Proposals
-from samgeo_ship.models.registry import SamConfig, build_sam
-from samgeo_ship.models.shipsam import ShipSam, card_prompter, filled_boxes, mask_boxes
+from samgeo_ship.models.bundle import register_kind
+from samgeo_ship.models.proposer import Proposals
+from samgeo_ship.models.registry import SamConfig
+from samgeo_ship.models.shipsam import ShipSam, filled_boxes, mask_boxes
 from samgeo_ship.oneshot.propose import cell_centres, find_peaks, least_similar, mask_cells, select, similarity_map
 
 REFINE_PASSES = 1  # in the proposer; the predictor's decode (box + points + mask prompt) is one more
@@ -51,9 +53,14 @@ OUTPUTS = {"all": ["single", "multimask_1", "multimask_2", "multimask_3"],
            "multimask": ["multimask_1", "multimask_2", "multimask_3"]}
 
 
-class OneShotHead(nn.Module):
-    """What one-shot personalisation adds to a ShipSam: ``targets`` (K, C), one target feature per reference ship
-    (stored, never trained), and ``mix``, the trained weights of the decoder ``outputs`` ("all" or "multimask")."""
+class OneShotProposer(nn.Module):
+    """Proposes the ships alike to the reference ships (models.proposer.Proposer). ``targets`` (K, C): one target
+    feature per reference ship (stored, never trained); ``mix``: the trained weights of the decoder ``outputs``
+    ("all" or "multimask")."""
+
+    part = "oneshot"
+    # A oneshot bundle may also hold its base model's learned prompter, which proposes nothing here.
+    unused_parts = ("prompter",)
 
     def __init__(self, n_targets: int, channels: int, outputs: str = "all"):
         super().__init__()
@@ -63,81 +70,79 @@ class OneShotHead(nn.Module):
         self.register_buffer("targets", torch.zeros(n_targets, channels))
         self.mix = MaskMix(len(OUTPUTS[outputs]))
 
-
-class OneShotSam(ShipSam):
-    """A ShipSam whose ``propose`` finds ships alike to the reference ships instead of using the learned prompter."""
-
-    def __init__(self, sam, config: SamConfig, prompter=None, box_prior: float = 0.0, n_targets: int = 1,
-                 outputs: str = "all"):
-        super().__init__(sam, config, prompter, box_prior)
-        self.oneshot = OneShotHead(n_targets, config.prompt_embed_dim, outputs)
-
     @classmethod
-    def from_card(cls, config: SamConfig, card) -> "OneShotSam":
-        return cls(build_sam(config), config, card_prompter(config, card),
-                   n_targets=int(card.oneshot.get("targets", 1)), outputs=card.oneshot.get("outputs", "all"))
-
-    @classmethod
-    def personalise(cls, base: ShipSam, targets: torch.Tensor, outputs: str = "all") -> "OneShotSam":
-        """A OneShotSam sharing ``base``'s SAM and prompter, with (K, C) ``targets`` and an untrained mix."""
-        model = cls(base.sam, base.config, base.prompter, base.box_prior, n_targets=len(targets), outputs=outputs)
-        model.oneshot.targets.copy_(targets)
-        return model.to(base.device)
+    def from_card(cls, config: SamConfig, card) -> "OneShotProposer":
+        return cls(int(card.oneshot.get("targets", 1)), config.prompt_embed_dim, card.oneshot.get("outputs", "all"))
 
     def similarity(self, embedding: torch.Tensor) -> torch.Tensor:
         """(C, h, w) image embedding -> (h, w) cosine similarity to the nearest reference ship."""
-        return similarity_map(embedding, self.oneshot.targets)
+        return similarity_map(embedding, self.targets)
 
-    def seed_points(self, sim: torch.Tensor, cells: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    @staticmethod
+    def seed_points(model: ShipSam, sim: torch.Tensor, cells: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """PerSAM's point prompts: per (row, col) cell in ``cells`` (N, 2), a positive point there and a negative one
-        at the least similar cell of ``sim``. Returns coords (N, 2, 2) in input pixels and labels (N, 2)."""
-        stride = self.img_size / sim.shape[-1]
+        at the least similar cell of ``sim``. Returns coords (N, 2, 2) in ``model``'s input pixels and labels
+        (N, 2)."""
+        stride = model.img_size / sim.shape[-1]
         pairs = torch.stack([cells, least_similar(sim).expand_as(cells)], dim=1)
         labels = torch.tensor([1, 0], device=cells.device).expand(len(cells), 2)
         return cell_centres(pairs, stride), labels
 
-    def seed_outputs(self, embedding: torch.Tensor, points: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def seed_outputs(self, model: ShipSam, embedding: torch.Tensor,
+                     points: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """The decoder outputs the mix weighs, for point prompts: (N, n, 4h, 4w) low-resolution logits."""
         coords, labels = points
-        chunks = [self.decode_low(embedding, points=(coords[s:s + DECODE_CHUNK], labels[s:s + DECODE_CHUNK]),
-                                  outputs=self.oneshot.outputs)[0] for s in range(0, len(coords), DECODE_CHUNK)]
+        chunks = [model.decode_low(embedding, points=(coords[s:s + DECODE_CHUNK], labels[s:s + DECODE_CHUNK]),
+                                   outputs=self.outputs)[0] for s in range(0, len(coords), DECODE_CHUNK)]
         return torch.cat(chunks)
 
-    def refine(self, embedding: torch.Tensor, points: tuple[torch.Tensor, torch.Tensor],
+    @staticmethod
+    def refine(model: ShipSam, embedding: torch.Tensor, points: tuple[torch.Tensor, torch.Tensor],
                low: torch.Tensor) -> torch.Tensor:
         """One cascaded refinement pass: each mask's own box and its (N, 1, 4h, 4w) logits as mask prompt, with the
-        points. Returns the new (N, 1, 4h, 4w) logits (with the model's box prior, as ``decode`` adds it)."""
-        boxes = low_res_boxes(low, self.img_size, points[0][:, 0])
-        out = torch.cat([self.decode_low(embedding, boxes[s:s + DECODE_CHUNK],
-                                         (points[0][s:s + DECODE_CHUNK], points[1][s:s + DECODE_CHUNK]),
-                                         low[s:s + DECODE_CHUNK])[0] for s in range(0, len(low), DECODE_CHUNK)])
-        if self.box_prior:
+        points. Returns the new (N, 1, 4h, 4w) logits (with ``model``'s box prior, as its ``decode`` adds it)."""
+        boxes = low_res_boxes(low, model.img_size, points[0][:, 0])
+        out = torch.cat([model.decode_low(embedding, boxes[s:s + DECODE_CHUNK],
+                                          (points[0][s:s + DECODE_CHUNK], points[1][s:s + DECODE_CHUNK]),
+                                          low[s:s + DECODE_CHUNK])[0] for s in range(0, len(low), DECODE_CHUNK)])
+        if model.box_prior:
             size = out.shape[-1]
-            prior = filled_boxes(boxes * (size / self.img_size), size).to(out.dtype) * 2 - 1
-            out = out + self.box_prior * prior[:, None]
+            prior = filled_boxes(boxes * (size / model.img_size), size).to(out.dtype) * 2 - 1
+            out = out + model.box_prior * prior[:, None]
         return out
 
-    def propose(self, embeddings: torch.Tensor, threshold: float, max_ships: int = 200,
-                images: torch.Tensor | None = None) -> list[Proposals]:
+    def proposals(self, model: ShipSam, embeddings: torch.Tensor, threshold: float, max_ships: int = 200,
+                  images: torch.Tensor | None = None) -> list[Proposals]:
         """Ships alike to the reference ships in each image; ``threshold``: the cosine similarity a peak needs (the
         card's thresholds.score). Scores are the peak similarities (clamped to [0, 1]). ``images`` is not used: the
         likeness is measured on the embeddings alone."""
-        return [self._propose_one(embedding, threshold, max_ships) for embedding in embeddings]
+        return [self._propose_one(model, embedding, threshold, max_ships) for embedding in embeddings]
 
-    def _propose_one(self, embedding: torch.Tensor, threshold: float, max_ships: int) -> Proposals:
+    def _propose_one(self, model: ShipSam, embedding: torch.Tensor, threshold: float, max_ships: int) -> Proposals:
         sim = self.similarity(embedding)
         peaks, values = find_peaks(sim, threshold, max_ships)
         if len(peaks) == 0:
             empty = embedding.new_zeros((0, 4))
             return Proposals(empty, embedding.new_zeros(0))
-        points = self.seed_points(sim, peaks)
-        low = self.oneshot.mix(self.seed_outputs(embedding, points))
+        points = self.seed_points(model, sim, peaks)
+        low = self.mix(self.seed_outputs(model, embedding, points))
         for _ in range(REFINE_PASSES):
-            low = self.refine(embedding, points, low)
-        boxes = low_res_boxes(low, self.img_size, points[0][:, 0])
+            low = self.refine(model, embedding, points, low)
+        boxes = low_res_boxes(low, model.img_size, points[0][:, 0])
         keep = torch.as_tensor(select(sim, peaks, mask_cells(low, tuple(sim.shape)), threshold), dtype=torch.long,
                                device=peaks.device)
         return Proposals(boxes[keep], values[keep].clamp(0, 1), points[0][keep], points[1][keep], low[keep])
+
+
+register_kind("oneshot", OneShotProposer)
+
+
+def personalised(base: ShipSam, targets: torch.Tensor, outputs: str = "all") -> ShipSam:
+    """A ShipSam sharing ``base``'s SAM and box prior whose proposer finds ships alike to the (K, C) ``targets``,
+    with an untrained mix."""
+    proposer = OneShotProposer(len(targets), base.config.prompt_embed_dim, outputs)
+    proposer.targets.copy_(targets)
+    return ShipSam(base.sam, base.config, proposer, base.box_prior).to(base.device)
 
 
 def low_res_boxes(low: torch.Tensor, img_size: int, fallback: torch.Tensor) -> torch.Tensor:
