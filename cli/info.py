@@ -5,7 +5,8 @@ import json
 import click
 
 from samgeo_ship.models.bundle import verify_bundle
-from samgeo_ship.models.zoo import model_path
+from samgeo_ship.models.official import is_official
+from samgeo_ship.models.zoo import model_card, model_path
 
 
 def _rows(value, prefix=""):
@@ -31,8 +32,8 @@ _LONG = ("history", "datasets")
 def info(model, as_json):
     """Print the card of the model bundle MODEL (or `default`): what it was trained on and how detection must use
     it. The card and the weights are checked against their hashes first; a bundle that fails is refused, not
-    printed."""
-    card, _ = verify_bundle(model_path(model))
+    printed. An official SAM checkpoint (.pth, vit_b) prints the card built for it in memory."""
+    card = model_card(model) if is_official(model) else verify_bundle(model_path(model))[0]
     if as_json:
         click.echo(card.to_json())
         return

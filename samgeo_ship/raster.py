@@ -267,6 +267,34 @@ class Scene:
     def window_transform(self, window: Window) -> Affine:
         return self._src.window_transform(window)
 
+    def read_decimated(self, window: Window, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Boundless read of a square ``window`` resampled to ``size`` x ``size`` px (area average, or nearest with a
+        ``nodata`` of the run's own, which GDAL does not know to leave out; nearest for the valid mask), normalised
+        as ``read``: a window larger than a model input seen whole in one."""
+        data = np.zeros((len(self.band_indexes), size, size), dtype=self._src.dtypes[self.band_indexes[0] - 1])
+        valid = np.zeros((size, size), bool)
+        inner = _intersect(window, self.width, self.height)
+        if inner is None:
+            return self._normalised(data, valid)
+        f = size / float(window.width)
+        c0, r0 = round((inner.col_off - window.col_off) * f), round((inner.row_off - window.row_off) * f)
+        w, h = max(1, min(size - c0, round(inner.width * f))), max(1, min(size - r0, round(inner.height * f)))
+        shape, rs, cs = (len(self.band_indexes), h, w), slice(r0, r0 + h), slice(c0, c0 + w)
+        resampling = Resampling.average if self.nodata is None else Resampling.nearest
+        try:
+            data[:, rs, cs] = self._src.read(self.band_indexes, window=inner, out_shape=shape, resampling=resampling)
+            if self.nodata is None:
+                masks = self._src.read_masks(self.band_indexes, window=inner, out_shape=shape,
+                                             resampling=Resampling.nearest)
+                valid[rs, cs] = np.all(masks > 0, axis=0)
+            else:
+                valid[rs, cs] = np.all(data[:, rs, cs] != self.nodata, axis=0)
+        except READ_ERRORS as exc:
+            raise fail(self.path, f"cannot read window {_window_str(window)} ({_first_line(exc)})") from None
+        if data.dtype.kind == "f":
+            valid &= np.all(np.isfinite(data), axis=0)
+        return self._normalised(data, valid)
+
     def read_raw(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """Boundless read: (C, h, w) raw values and an (h, w) bool mask of valid pixels.
 

@@ -91,9 +91,11 @@ def run_batch(source, outdir, *, model=None, fmt: str = "geojson", glob: str = "
             else:
                 todo.append(scene)
         if todo and (isinstance(model, (str, Path)) or (model is None and detector is None)):
-            from samgeo_ship.models.bundle import read_card
-            from samgeo_ship.models.zoo import model_path
-            read_card(model_path(model))  # a missing or foreign model file is bad input to the whole batch
+            from samgeo_ship.models import official
+            from samgeo_ship.models.zoo import model_card
+            card = model_card(model)  # a missing or foreign model file is bad input to the whole batch
+            if card.kind == official.KIND:  # batch has no prompts to give a model without a ship prompter
+                raise official.no_prompter(model, card.model_type)
         job = (str(model) if isinstance(model, Path) else model, str(outdir), fmt, device, detector)
         counts = {"total": len(scenes), "done": len(summary.already_done), "failed": 0,
                   "skipped": len(summary.skipped), "left": len(todo), "ships": 0}

@@ -23,9 +23,11 @@ from samgeo_ship.device import resolve_device
 from samgeo_ship.inference.predictor import TilePredictor
 from samgeo_ship.inference.prompts import assign_prompts, read_prompt_file
 from samgeo_ship.inference.stream import stream
-from samgeo_ship.models.bundle import BundleCard, load_bundle
+from samgeo_ship.inference.windows import split_large_boxes
+from samgeo_ship.models import official
+from samgeo_ship.models.bundle import BundleCard
 from samgeo_ship.models.card_schema import MAX_TILE_SIZE
-from samgeo_ship.models.zoo import model_path
+from samgeo_ship.models.zoo import load_model, model_path
 from samgeo_ship.raster import Normalisation, Scene, parse_bands
 from samgeo_ship.tiling import TileGrid
 from samgeo_ship.vector.attributes import ship_table
@@ -45,12 +47,14 @@ class ShipDetector:
     """Find ships in scenes with one model.
 
     Args:
-        model: a bundle path, a loaded ``(ShipSam, BundleCard)``, or None for the bundled default model.
+        model: a bundle path, an official SAM checkpoint (a .pth file, or vit_b / vit_l / vit_h from the weights
+            cache), a loaded ``(ShipSam, BundleCard)``, or None for the bundled default model. An official
+            checkpoint has no ship prompter: it segments boxes and points only, at the scene's own resolution.
         device: "auto" (CUDA when available), "cpu" or "cuda[:n]".
         bands: band names or 1-based indexes of the scenes (default: the model's bands, by name).
-        tile_size, overlap: the card's tiling overridden, in pixels of the model's pixel size. The overlap only
-            moves seams and halos; another tile size changes the ground each model input covers, so ships look
-            larger or smaller to the model than in training.
+        tile_size, overlap: the card's tiling overridden, in pixels of the model's pixel size (scene pixels for an
+            official checkpoint). The overlap only moves seams and halos; another tile size changes the ground each
+            model input covers, so ships look larger or smaller to the model than in training.
         batch_size: tiles encoded at once.
         score_threshold: the card's detection score threshold overridden for this detector.
         nodata: the fill value of scenes that declare none (pixels of that value in every band are invalid).
@@ -65,14 +69,22 @@ class ShipDetector:
             self.model, self.card, self.name = net.to(self.device).eval(), card, card.model_type
         else:
             path = model_path(model)
-            self.model, self.card = load_bundle(path, self.device)
+            self.model, self.card = load_model(path, self.device)
             self.name = path.name
         self.bands = parse_bands(bands)
+        if overlap is None and tile_size is not None and self.any_resolution:
+            overlap = int(tile_size) // 8  # the card's halo is for its own tile size
         self.nodata = nodata
         self.tile_size, self.overlap = _tiling(self.card, tile_size, overlap, self.name)
         self.batch_size = max(1, int(batch_size))
         thresholds = {} if score_threshold is None else {"score": float(score_threshold)}
         self.predictor = TilePredictor(self.model, self.card, self.device, thresholds)
+
+    @property
+    def any_resolution(self) -> bool:
+        """Whether the model reads scenes at their own pixels (an official SAM checkpoint) rather than at the pixel
+        size it was trained on."""
+        return self.card.pixel_size_m is None
 
     # ---- scenes ----------------------------------------------------------------------------------------------
     def open(self, scene_path) -> Scene:
@@ -90,7 +102,10 @@ class ShipDetector:
     def grid(self, scene: Scene) -> TileGrid:
         """The grid whose windows cover the same ground as the training tiles: ``tile_size * card.pixel_size_m /
         scene pixel size`` scene pixels (rounded), later resampled to the model's input size. Refuses scenes more
-        than MAX_RESAMPLE times finer or coarser than the model's pixels; warns when ships become too few pixels."""
+        than MAX_RESAMPLE times finer or coarser than the model's pixels; warns when ships become too few pixels.
+        A model of any resolution tiles the scene at its own pixels, ``tile_size`` scene pixels a tile."""
+        if self.any_resolution:
+            return TileGrid.for_scene(scene, self.tile_size, overlap_px=self.overlap)
         pixel_m, model_m = scene.ground_pixel_size_m, self.card.pixel_size_m
         for side_m in scene.ground_pixel_sizes_m:  # both sides: near a pole the mean hides a 2 mm x 11 m pixel
             if not model_m / MAX_RESAMPLE <= side_m <= model_m * MAX_RESAMPLE:
@@ -126,15 +141,18 @@ class ShipDetector:
         if boxes is not None and points is not None:
             raise fail(getattr(scene, "path", scene), "give either box prompts or point prompts, not both")
         user = boxes is not None or points is not None
+        if not user:
+            self._need_prompter()
         with self._scene(scene) as (opened, why):
             if why is not None:
                 return self._no_ships(opened, why, progress, user)
             grid = self.grid(opened)
-            prompts = _prompts(opened, grid, boxes, points)
-            merger = self._merge(opened, grid, prompts, progress, on_plan)
+            prompts, windows = _prompts(opened, grid, boxes, points, self.any_resolution)
+            merger = self._merge(opened, grid, prompts, progress, on_plan, windows)
             merged = merger.ships() if user else self._keep(opened, suppress_overlaps(merger.ships()))
             if progress:
-                progress(len(grid), len(grid), len(merged))
+                total = len(grid) + len(windows)
+                progress(total, total, len(merged))
             geoms = gpd.GeoSeries([m.geometry for m in merged], crs=opened.crs)
             extra = {"prompt": [m.prompt for m in merged]} if user else {}
             return ship_table(geoms, [m.score for m in merged], opened.name, self.name, **extra)
@@ -143,17 +161,28 @@ class ShipDetector:
         """Every part the learned prompter finds above this detector's score threshold, merged across seams but
         before duplicates are dropped and before the card's contrast test (``calibrate`` re-merges the parts above
         each threshold of its sweep); None for a scene with no valid pixels."""
+        self._need_prompter()
         with self._scene(scene) as (opened, why):
             if why is not None:
                 return None
             return self._merge(opened, self.grid(opened), None, progress)
 
-    def _merge(self, scene: Scene, grid: TileGrid, prompts, progress, on_plan=None) -> ShipMerger:
+    @property
+    def finds_ships(self) -> bool:
+        """Whether the model finds ships without prompts (an official SAM checkpoint has no ship prompter)."""
+        return self.card.kind != official.KIND
+
+    def _need_prompter(self) -> None:
+        if not self.finds_ships:
+            raise official.no_prompter(self.name, self.card.model_type)
+
+    def _merge(self, scene: Scene, grid: TileGrid, prompts, progress, on_plan=None, windows=()) -> ShipMerger:
         merger = ShipMerger(scene.pixel_size[0], cell=grid.tile_size * scene.pixel_size[0])
         # The learned prompter's specks (a glint, a fleck of foam) are dropped; a user's prompt is always answered.
         min_px = MIN_SHIP_PX * self.card.pixel_size_m / scene.ground_pixel_size_m if prompts is None else 0.0
         with _torch_threads(self.device):
-            stream(scene, grid, self.predictor, prompts, self.batch_size, merger, progress, min_px, on_plan)
+            stream(scene, grid, self.predictor, prompts, self.batch_size, merger, progress, min_px, on_plan,
+                   windows)
         return merger
 
     def _keep(self, scene: Scene, ships: list) -> list:
@@ -173,6 +202,10 @@ class ShipDetector:
         total = len(self.grid(scene))
         if progress:
             progress(total, total, 0)
+        return self.empty_table(scene, user)
+
+    def empty_table(self, scene: Scene, user: bool = False) -> gpd.GeoDataFrame:
+        """The table ``detect`` returns for ``scene`` when it finds no ship (``user``: with the prompt column)."""
         extra = {"prompt": []} if user else {}
         return ship_table(gpd.GeoSeries([], crs=scene.require_crs()), [], scene.name, self.name, **extra)
 
@@ -215,10 +248,13 @@ class ShipDetector:
 
     def _unnamed_bands(self, path) -> Scene:
         """A scene without the model's band names: bands without names cannot be checked, so the first three (the
-        common RGB order) are used, with a warning; a scene whose bands have other names is refused."""
+        common RGB order) are used, with a warning; a scene whose bands have other names is refused. A model of any
+        resolution takes any 3 bands: its first three, silently (an orthophoto stores red, green, blue first)."""
         scene = Scene.open(path, nodata=self.nodata)
         try:
             scene.require_crs()  # a scene that will be refused says only why, without the warning below
+            if self.any_resolution:
+                return scene
             if scene.has_band_names:
                 raise fail(path, f"has no bands named {','.join(self.card.bands)} as the model expects; name the "
                                  "scene's matching bands with --bands (e.g. --bands 3,2,1)")
@@ -271,16 +307,21 @@ def _tiling(card: BundleCard, tile_size, overlap, source) -> tuple[int, int]:
     return size, halo
 
 
-def _prompts(scene, grid, boxes, points):
+def _prompts(scene, grid, boxes, points, whole_boxes: bool = False):
+    """(the user's prompts per tile, or None without any; the box windows). ``whole_boxes``: a box longer than a
+    tile gets a decimated window of its own (samgeo_ship.inference.windows) instead of being cut at the seams."""
     if boxes is None and points is None:
-        return None
+        return None, []
     source = boxes if boxes is not None else points
     kind = "boxes" if boxes is not None else "points"
     from_file = isinstance(source, (str, Path))
     array = read_prompt_file(source, scene, kind) if from_file else np.asarray(source, float)
     if len(array) == 0:
         raise fail(source if from_file else scene.path, f"no {kind} were given")
-    return assign_prompts(grid, scene, **{kind: array}, source=source if from_file else kind)
+    prompts = assign_prompts(grid, scene, **{kind: array}, source=source if from_file else kind)
+    if whole_boxes and boxes is not None:
+        return split_large_boxes(grid, scene, array.reshape(-1, 4), prompts)
+    return prompts, []
 
 
 @contextlib.contextmanager

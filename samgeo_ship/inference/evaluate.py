@@ -20,19 +20,21 @@ from samgeo_ship.vector.preview import SHIP_COLOUR, TRUTH_COLOUR, render_preview
 @dataclass
 class Evaluation:
     """Scores of one model on one scene. IoU values are in [0, 1]; ``median_length_error`` is relative
-    (0.05 = 5 %); ``median_heading_error_deg`` is in degrees modulo 180. None where nothing could be measured."""
+    (0.05 = 5 %); ``median_heading_error_deg`` is in degrees modulo 180. None where nothing could be measured: every
+    detection figure for a model without a ship prompter (an official SAM checkpoint), which is scored on the
+    truth boxes as prompts only."""
 
     scene: str
     model: str
     truth_ships: int
-    predicted_ships: int
+    predicted_ships: int | None
     iou_threshold: float
-    tp: int
-    fp: int
-    fn: int
-    precision: float
-    recall: float
-    f1: float
+    tp: int | None
+    fp: int | None
+    fn: int | None
+    precision: float | None
+    recall: float | None
+    f1: float | None
     matched_mean_iou: float | None
     box_prompt_mean_iou: float | None
     box_baseline_mean_iou: float | None
@@ -47,8 +49,9 @@ class Evaluation:
         def f(v, pct=False):
             return "n/a" if v is None else (f"{100 * v:.1f} %" if pct else f"{v:.3f}")
         rows = [("scene", self.scene), ("model", self.model),
-                ("truth ships / predicted", f"{self.truth_ships} / {self.predicted_ships}"),
-                (f"TP / FP / FN at IoU {self.iou_threshold:g}", f"{self.tp} / {self.fp} / {self.fn}"),
+                ("truth ships / predicted", f"{self.truth_ships} / {_text(self.predicted_ships)}"),
+                (f"TP / FP / FN at IoU {self.iou_threshold:g}", " / ".join(_text(v) for v in (self.tp, self.fp,
+                                                                                              self.fn))),
                 ("precision", f(self.precision)), ("recall", f(self.recall)), ("F1", f(self.f1)),
                 ("mean IoU of matched ships", f(self.matched_mean_iou)),
                 ("mean mask IoU, truth boxes as prompts", f(self.box_prompt_mean_iou)),
@@ -58,6 +61,10 @@ class Evaluation:
                  else f"{self.median_heading_error_deg:.1f}")]
         width = max(len(k) for k, _ in rows)
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def _text(count) -> str:
+    return "n/a" if count is None else str(count)
 
 
 @dataclass
@@ -89,12 +96,13 @@ def evaluate_scene(model, scene_path, truth_path, bands=None, batch_size: int = 
 def score_scene(model, scene_path, truth_path, bands=None, batch_size: int = 4, device: str = "auto",
                 progress=None, figure=None, iou_threshold: float = metrics.IOU_THRESHOLD) -> SceneScore:
     """``evaluate_scene`` with the per-ship measurements kept (see SceneScore). The scene is opened and normalised
-    once for the detection, the box-prompted pass and the figure."""
+    once for the detection, the box-prompted pass and the figure. A model without a ship prompter is scored on the
+    box-prompted pass alone (its detection figures are None)."""
     detector = model if isinstance(model, ShipDetector) else ShipDetector(model, device=device, bands=bands,
                                                                           batch_size=batch_size)
     with detector.open(scene_path) as scene:
         truth = load_labels(truth_path, scene).ships
-        pred = detector.detect(scene, progress=progress)
+        pred = detector.detect(scene, progress=progress) if detector.finds_ships else detector.empty_table(scene)
         box_iou, baseline = _box_prompts(detector, scene, truth)
         if figure is not None:
             render_preview(scene, [(truth.geometry.values, TRUTH_COLOUR), (pred.geometry.values, SHIP_COLOUR)],
@@ -109,6 +117,9 @@ def score_scene(model, scene_path, truth_path, bands=None, batch_size: int = 4, 
         fp=matching.fp, fn=matching.fn, precision=matching.precision, recall=matching.recall, f1=matching.f1,
         matched_mean_iou=matching.mean_iou, box_prompt_mean_iou=metrics.mean_or_none(box_iou),
         box_baseline_mean_iou=metrics.mean_or_none(baseline), **errors)
+    if not detector.finds_ships:
+        evaluation = dataclasses.replace(evaluation, predicted_ships=None, tp=None, fp=None, fn=None, precision=None,
+                                         recall=None, f1=None)
     return SceneScore(evaluation, truth, pred, matching, box_iou, baseline,
                       metrics.length_errors(matching, pred["length_m"].to_numpy(), t["length_m"]))
 

@@ -49,12 +49,11 @@ def assign_prompts(grid, scene, boxes: np.ndarray | None = None, points: np.ndar
         raise ValueError("give either boxes or points")
     coords = np.asarray(boxes if boxes is not None else points, float)
     coords = coords.reshape(-1, 4 if boxes is not None else 2)
-    to_px = ~scene.transform
-    if boxes is not None:  # the pixel envelope of each box's corners: any affine, rotated or flipped, gives it right
-        corners = np.asarray([[to_px @ (x, y) for x in (b[0], b[2]) for y in (b[1], b[3])] for b in coords])
-        px = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1).reshape(-1, 4)
+    if boxes is not None:
+        px = box_pixels(scene, coords)
         centres = (px[:, :2] + px[:, 2:]) / 2
     else:
+        to_px = ~scene.transform
         px = centres = np.asarray([to_px @ tuple(c) for c in coords]).reshape(-1, 2)
     cols, rows = centres.T
     outside = (cols < 0) | (cols >= scene.width) | (rows < 0) | (rows >= scene.height)
@@ -79,6 +78,14 @@ def assign_prompts(grid, scene, boxes: np.ndarray | None = None, points: np.ndar
             pts = (px[ids] - offset)[:, None, :]
             result[(r, c)] = TilePrompts(ids, points=pts, labels=np.ones(pts.shape[:2], np.int64))
     return result
+
+
+def box_pixels(scene, boxes: np.ndarray) -> np.ndarray:
+    """(N, 4) boxes ``xmin, ymin, xmax, ymax`` in the scene CRS -> (N, 4) ``col0, row0, col1, row1`` scene pixels:
+    the pixel envelope of each box's corners, right for any affine, rotated or flipped."""
+    to_px = ~scene.transform
+    corners = np.asarray([[to_px @ (x, y) for x in (b[0], b[2]) for y in (b[1], b[3])] for b in boxes])
+    return np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1).reshape(-1, 4)
 
 
 def _box_tiles(grid, home: tuple[int, int], box: np.ndarray) -> list[tuple[int, int]]:

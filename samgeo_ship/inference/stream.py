@@ -7,10 +7,12 @@ from __future__ import annotations
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from itertools import chain
 
 import numpy as np
 
 from samgeo_ship.inference.prefetch import Prefetch
+from samgeo_ship.inference.windows import read_windows
 from samgeo_ship.vector.merge import ShipMerger
 from samgeo_ship.vector.parts import tile_parts
 
@@ -18,17 +20,19 @@ PENDING_BATCHES = 2  # batches being vectorised while the next one is encoded
 
 
 def stream(scene, grid, predictor, prompts, batch_size: int, merger: ShipMerger, progress=None,
-           min_px: float = 0.0, on_plan=None) -> None:
+           min_px: float = 0.0, on_plan=None, windows=()) -> None:
     """Read -> encode/decode in batches of ``batch_size`` -> vectorise in the background -> ``merger``.
 
     ``prompts``: None for the learned prompter, else {(row, col): TilePrompts} (tiles without prompts are not
     encoded). ``progress(tiles_done, tiles_total, ships_so_far)`` reports the distinct ships merged so far.
     ``on_plan(plan)`` is called once, after the first batch, with ``tiles_total``, ``tiles_done``,
-    ``seconds_per_tile`` (measured on that batch) and ``eta_s``, so a scene that would take days is known early."""
-    total, done, start, plan = len(grid), 0, time.perf_counter(), on_plan
+    ``seconds_per_tile`` (measured on that batch) and ``eta_s``, so a scene that would take days is known early.
+    ``windows``: box windows read decimated after the grid (samgeo_ship.inference.windows), counted as tiles."""
+    total, done, start, plan = len(grid) + len(windows), 0, time.perf_counter(), on_plan
     pending: deque = deque()
     wanted = set(prompts) if prompts is not None else None
-    reader = Prefetch(read_tiles(scene, grid, wanted), depth=2 * batch_size)
+    reader = Prefetch(chain(read_tiles(scene, grid, wanted), read_windows(scene, windows, grid.tile_size)),
+                      depth=2 * batch_size)
     batch: list = []
 
     def flush():

@@ -296,6 +296,11 @@ def load_sam(model_type: str, checkpoint=None, device="cpu") -> Sam:
     if detected != model_type:
         raise fail(checkpoint, f"this is a {detected} checkpoint, not {model_type}; use --model-type {detected}")
 
+    return sam_from_state(config, state_dict).to(device)
+
+
+def sam_from_state(config: SamConfig, state_dict: Mapping[str, torch.Tensor]) -> Sam:
+    """The Sam of ``config`` holding ``state_dict`` (keys and shapes already checked to fit), strictly, in eval mode."""
     # Official checkpoints are float32; a half-precision save must not turn the model into fp16 below.
     state_dict = {k: (t.float() if t.is_floating_point() else t) for k, t in state_dict.items()}
     # Built on the meta device and loaded with assign=True, the model takes the checkpoint's tensors instead
@@ -307,7 +312,7 @@ def load_sam(model_type: str, checkpoint=None, device="cpu") -> Sam:
         # A non-persistent buffer (pixel_mean/std) left without storage: fall back to the ordinary path.
         sam = build_sam(config)
         sam.load_state_dict(state_dict, strict=True)
-    return sam.eval().to(device)
+    return sam.eval()
 
 
 def _mismatch_error(path, model_type: str, state_dict: Mapping[str, torch.Tensor]) -> ShipsegError:
