@@ -56,7 +56,8 @@ from samgeo_ship.dataset import prepare_dataset  # noqa: E402
 from samgeo_ship.errors import ShipsegError  # noqa: E402
 from samgeo_ship.inference.calibrate import calibrate  # noqa: E402
 from samgeo_ship.inference.evaluate import score_scene  # noqa: E402
-from samgeo_ship.raster import Scene, parse_bands  # noqa: E402
+from samgeo_ship.bands import parse_bands  # noqa: E402
+from samgeo_ship.raster import Scene  # noqa: E402
 from samgeo_ship.synthetic import SynthSpec, make_scene  # noqa: E402
 from samgeo_ship.training import TrainConfig, train  # noqa: E402
 from samgeo_ship.training.modes import MODES  # noqa: E402

@@ -5,7 +5,7 @@ import click
 from samgeo_ship.oneshot.proposer import OUTPUTS
 from samgeo_ship.oneshot.persam import LR, STEPS
 from samgeo_ship.oneshot.personalise import personalise
-from samgeo_ship.raster import parse_bands
+from samgeo_ship.bands import parse_bands
 
 
 @click.command("oneshot")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import rasterio
@@ -17,7 +16,8 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window, from_bounds
 
 from samgeo_ship.crs import transformer
-from samgeo_ship.errors import NoSuchBand, NoValidPixels, fail
+from samgeo_ship.bands import parse_bands, select_bands
+from samgeo_ship.errors import NoValidPixels, fail
 
 # GDAL's block cache defaults to 5% of RAM; a bounded cache keeps memory independent of scene size.
 # GDAL_CACHEMAX in bytes: rasterio hands an int to GDALSetCacheMax64, so a bare 64 would mean 64 bytes, no block
@@ -67,18 +67,6 @@ class Normalisation:
         return cls(tuple(d["low"]), tuple(d["high"]), tuple(d.get("percentiles", (1.0, 99.0))))
 
 
-def parse_bands(spec: str | Sequence | None) -> list | None:
-    """``"B04,B03,B02"`` or ``"3,2,1"`` or a list -> list of band names (str) or 1-based indexes (int)."""
-    if spec is None or spec == "":
-        return None
-    items = spec.split(",") if isinstance(spec, str) else list(spec)
-    out = []
-    for item in items:
-        item = str(item).strip()
-        out.append(int(item) if item.isdigit() else item)
-    return out
-
-
 class Scene:
     """An open raster with a chosen set of bands and a scene-level normalisation.
 
@@ -117,7 +105,7 @@ class Scene:
         scene._env = env
         try:
             _check_grid(path, src)
-            scene.band_indexes = _select_bands(path, src, parse_bands(bands))
+            scene.band_indexes = select_bands(path, src.descriptions, src.count, parse_bands(bands))
             kinds = {np.dtype(src.dtypes[i - 1]).kind for i in scene.band_indexes}
             if "c" in kinds:
                 raise fail(path, "has complex-valued bands (e.g. SAR single-look complex); convert them to "
@@ -279,20 +267,9 @@ class Scene:
         f = size / float(window.width)
         c0, r0 = round((inner.col_off - window.col_off) * f), round((inner.row_off - window.row_off) * f)
         w, h = max(1, min(size - c0, round(inner.width * f))), max(1, min(size - r0, round(inner.height * f)))
-        shape, rs, cs = (len(self.band_indexes), h, w), slice(r0, r0 + h), slice(c0, c0 + w)
         resampling = Resampling.average if self.nodata is None else Resampling.nearest
-        try:
-            data[:, rs, cs] = self._src.read(self.band_indexes, window=inner, out_shape=shape, resampling=resampling)
-            if self.nodata is None:
-                masks = self._src.read_masks(self.band_indexes, window=inner, out_shape=shape,
-                                             resampling=Resampling.nearest)
-                valid[rs, cs] = np.all(masks > 0, axis=0)
-            else:
-                valid[rs, cs] = np.all(data[:, rs, cs] != self.nodata, axis=0)
-        except READ_ERRORS as exc:
-            raise fail(self.path, f"cannot read window {_window_str(window)} ({_first_line(exc)})") from None
-        if data.dtype.kind == "f":
-            valid &= np.all(np.isfinite(data), axis=0)
+        self._fill(data, valid, slice(r0, r0 + h), slice(c0, c0 + w), window, inner,
+                   out_shape=(len(self.band_indexes), h, w), resampling=resampling)
         return self._normalised(data, valid)
 
     def read_raw(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
@@ -306,18 +283,24 @@ class Scene:
         if inner is None:
             return data, valid
         r0, c0 = int(inner.row_off - window.row_off), int(inner.col_off - window.col_off)
-        rs, cs = slice(r0, r0 + int(inner.height)), slice(c0, c0 + int(inner.width))
+        self._fill(data, valid, slice(r0, r0 + int(inner.height)), slice(c0, c0 + int(inner.width)), window, inner)
+        return data, valid
+
+    def _fill(self, data, valid, rows: slice, cols: slice, window: Window, inner: Window, **resample) -> None:
+        """Read the part ``inner`` of ``window`` into ``data[:, rows, cols]`` and its validity into ``valid[rows,
+        cols]`` (nodata, masked or not finite: invalid). ``resample``: ``out_shape`` and ``resampling`` of a reduced
+        read; the valid mask is always resampled by nearest neighbour."""
         try:
-            data[:, rs, cs] = self._src.read(self.band_indexes, window=inner)
+            data[:, rows, cols] = self._src.read(self.band_indexes, window=inner, **resample)
             if self.nodata is None:
-                valid[rs, cs] = np.all(self._src.read_masks(self.band_indexes, window=inner) > 0, axis=0)
+                shape = {"out_shape": resample["out_shape"], "resampling": Resampling.nearest} if resample else {}
+                valid[rows, cols] = np.all(self._src.read_masks(self.band_indexes, window=inner, **shape) > 0, axis=0)
             else:
-                valid[rs, cs] = np.all(data[:, rs, cs] != self.nodata, axis=0)
+                valid[rows, cols] = np.all(data[:, rows, cols] != self.nodata, axis=0)
         except READ_ERRORS as exc:
             raise fail(self.path, f"cannot read window {_window_str(window)} ({_first_line(exc)})") from None
         if data.dtype.kind == "f":
             valid &= np.all(np.isfinite(data), axis=0)
-        return data, valid
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """Boundless read, normalised: (C, h, w) float32 in [0, 1] (0 where invalid) and the (h, w) valid mask."""
@@ -379,43 +362,6 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def _select_bands(path: Path, src, bands: list | None) -> list[int]:
-    if bands is None:
-        return [1, 2, 3] if src.count >= 3 else [1]
-    names = [d.lower() if d else None for d in src.descriptions]
-    indexes = []
-    for band in bands:
-        if isinstance(band, int):
-            if not 1 <= band <= src.count:
-                raise NoSuchBand(f"{path}: has {src.count} bands; band {band} does not exist")
-            indexes.append(band)
-        else:
-            band = _alias(band, names)
-            if band.lower() not in names:
-                known = ", ".join(d for d in src.descriptions if d) or "none (use band numbers 1..N)"
-                raise NoSuchBand(f"{path}: has no band named {band!r}; band names are: {known}")
-            indexes.append(names.index(band.lower()) + 1)
-    return indexes
-
-
-# Sentinel-2 band names and the common colour names mean the same bands: a model trained on B04,B03,B02 reads an
-# RGB scene whose bands are described red, green, blue, and the other way round.
-_ALIASES = [{"b04", "red", "r"}, {"b03", "green", "g"}, {"b02", "blue", "b"}, {"b08", "nir", "near infrared"}]
-
-
-def same_bands(a: list, b: list) -> bool:
-    """Whether two band lists name the same bands in order, Sentinel-2 and colour names alike (B04 = red)."""
-    canon = lambda band: next((min(g) for g in _ALIASES if str(band).lower() in g), str(band).lower())
-    return len(a) == len(b) and all(canon(x) == canon(y) for x, y in zip(a, b))
-
-
-def _alias(band: str, names: list) -> str:
-    if band.lower() in names:
-        return band
-    group = next((g for g in _ALIASES if band.lower() in g), set())
-    return next((n for n in names if n in group), band)
-
-
 def _intersect(window: Window, width: int, height: int) -> Window | None:
     c0, r0 = max(int(window.col_off), 0), max(int(window.row_off), 0)
     c1 = min(int(window.col_off + window.width), width)
@@ -435,4 +381,4 @@ def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-__all__ = ["Scene", "Normalisation", "NodataWarning", "parse_bands", "to_uint8"]
+__all__ = ["Scene", "Normalisation", "NodataWarning", "to_uint8"]

@@ -3,7 +3,8 @@ import pytest
 from rasterio.windows import Window
 
 from samgeo_ship.errors import NoSuchBand, ShipsegError
-from samgeo_ship.raster import Scene, parse_bands, same_bands
+from samgeo_ship.bands import parse_bands, same_bands
+from samgeo_ship.raster import Scene
 
 from conftest import write_raster
 

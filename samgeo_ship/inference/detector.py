@@ -28,7 +28,8 @@ from samgeo_ship.models import official
 from samgeo_ship.models.bundle import BundleCard
 from samgeo_ship.models.card_schema import MAX_TILE_SIZE
 from samgeo_ship.models.zoo import load_model, model_path
-from samgeo_ship.raster import Normalisation, Scene, parse_bands
+from samgeo_ship.bands import parse_bands
+from samgeo_ship.raster import Normalisation, Scene
 from samgeo_ship.tiling import TileGrid
 from samgeo_ship.vector.attributes import ship_table
 from samgeo_ship.vector.merge import ShipMerger, suppress_overlaps

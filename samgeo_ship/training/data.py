@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from samgeo_ship.dataset import Dataset, TileRef, open_dataset, read_chip, read_instances
 from samgeo_ship.errors import ShipsegError, fail
 from samgeo_ship.models.shipsam import model_input
-from samgeo_ship.raster import same_bands
+from samgeo_ship.bands import same_bands
 from samgeo_ship.training.augment import apply_variant, variant_boxes
 
 # Datasets whose pixel sizes differ by more than this would teach the model ships of several apparent sizes,
