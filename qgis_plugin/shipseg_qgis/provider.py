@@ -89,8 +89,9 @@ class DetectShipsAlgorithm(QgsProcessingAlgorithm):
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Raster"))
-        self.addParameter(QgsProcessingParameterFile(self.MODEL, "Model (.safetensors; empty: plugin setting or "
-                                                     "the default model)", extension="safetensors", optional=True))
+        self.addParameter(QgsProcessingParameterFile(self.MODEL, "Model (.safetensors bundle or official SAM .pth; "
+                                                     "empty: plugin setting or the default model)", optional=True,
+                                                     fileFilter="Models (*.safetensors *.pth)"))
         self.addParameter(QgsProcessingParameterFeatureSource(
             self.PROMPTS, "Prompts (boxes as polygons, or points)",
             [QgsProcessing.TypeVectorPoint, QgsProcessing.TypeVectorPolygon], optional=True))

@@ -35,7 +35,7 @@ class RunDialog(QDialog):
             self.raster.setLayer(active_layer)
         form.addRow("Raster", self.raster)
         self.model = QgsFileWidget()
-        self.model.setFilter("Model bundles (*.safetensors)")
+        self.model.setFilter("Models (*.safetensors *.pth)")
         self.model.setFilePath(settings.get("last_model"))
         settings.fit_placeholder(self.model.lineEdit(), _default_model_text())
         form.addRow("Model", self.model)

@@ -82,7 +82,7 @@ class SettingsDialog(QDialog):
         self.exe = ExecutablePicker(get("executable"))
         form.addRow("shipseg executable or environment folder", self.exe.row)
         self.model = QgsFileWidget()
-        self.model.setFilter("Model bundles (*.safetensors)")
+        self.model.setFilter("Models (*.safetensors *.pth)")
         self.model.setFilePath(get("model"))
         fit_placeholder(self.model.lineEdit(), "empty: the model shipped with shipseg")
         form.addRow("Default model", self.model)
