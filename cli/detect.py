@@ -76,14 +76,10 @@ def detect(scene, model, output, bands, boxes, points, tile_size, overlap, batch
         try:
             check_output(out, inputs=inputs)
             check_outputs({out: None, preview: {".png"}}, inputs=inputs)
-            settings = dict(device=device, bands=bands, tile_size=tile_size, overlap=overlap,
-                            batch_size=batch_size, nodata=nodata)
-            if model is None:  # the bundled model that fits the scene, said on stderr (stdout may be JSON)
-                detector = ShipDetector.for_scene(scene, **settings)
-                if not quiet:
-                    click.echo(detector.choice, err=True)
-            else:
-                detector = ShipDetector(model, **settings)
+            detector = ShipDetector.for_scene(scene, model, device=device, bands=bands, tile_size=tile_size,
+                                              overlap=overlap, batch_size=batch_size, nodata=nodata)
+            if detector.choice and not quiet:  # picked from the zoo: said on stderr (stdout may be JSON)
+                click.echo(detector.choice, err=True)
             with atomic_files(out, preview) as (out_tmp, preview_tmp):  # both outputs or neither
                 ships = detect_with_preview(detector, scene, preview_tmp, boxes=boxes, points=points,
                                             progress=tile_progress(reporter), on_plan=reporter.plan)

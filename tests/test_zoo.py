@@ -6,6 +6,7 @@ import json
 import geopandas as gpd
 import numpy as np
 import pytest
+import shapely
 import torch
 from affine import Affine
 
@@ -73,13 +74,14 @@ def test_detector_for_scene_picks_and_says(bundled, tmp_path):
 
 
 def test_cli_detect_says_which_model_and_records_it(bundled, tmp_path):
-    out = tmp_path / "ships.gpkg"
-    result = run_cli("detect", scene(tmp_path, 0.5, RGB), "-o", out, "--progress", "json", "--device", "cpu")
+    out, boxes = tmp_path / "ships.gpkg", tmp_path / "boxes.geojson"  # a box prompt is always answered: one row
+    gpd.GeoDataFrame(geometry=[shapely.box(500_010, 4_799_980, 500_020, 4_799_990)], crs="EPSG:32631").to_file(boxes)
+    result = run_cli("detect", scene(tmp_path, 0.5, RGB), "-o", out, "--boxes", boxes, "--progress", "json",
+                     "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert "Model: aerial.safetensors (0.5 m, red,green,blue) for a 0.5 m scene" in result.stderr.splitlines()
     assert all(json.loads(line)["event"] for line in result.stdout.splitlines())  # stdout stays JSON
-    ships = gpd.read_file(out)
-    assert ships.empty or set(ships["model"]) == {"aerial.safetensors"}
+    assert list(gpd.read_file(out)["model"]) == ["aerial.safetensors"]
 
 
 def test_cli_refuses_a_scene_no_bundled_model_reads(bundled, tmp_path):

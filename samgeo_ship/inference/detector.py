@@ -83,16 +83,18 @@ class ShipDetector:
         self.choice: str | None = None  # set by for_scene: which bundled model was picked, and why
 
     @classmethod
-    def for_scene(cls, scene_path, **settings) -> "ShipDetector":
-        """A detector with the bundled model that fits ``scene_path``'s ground pixel size and bands
-        (``models.zoo.choose_model``; the bands are not checked when ``settings`` names them); ``choice`` says
-        which it picked. The same settings as ``ShipDetector``, the model aside."""
+    def for_scene(cls, scene_path, model=None, **settings) -> "ShipDetector":
+        """A detector for ``scene_path``: ``model`` when one is named, else the bundled model that fits the scene's
+        ground pixel size and bands (``models.zoo.choose_model``; the bands are not checked when ``settings`` names
+        them), with ``choice`` saying which it picked. ``settings``: those of ``ShipDetector``."""
+        if model is not None:
+            return cls(model, **settings)
         with Scene.open(scene_path, nodata=settings.get("nodata")) as scene:
             scene.require_crs()
             pixel_m = scene.ground_pixel_size_m
             names = None if settings.get("bands") is not None else scene.descriptions
         detector = cls(choose_model(pixel_m, names, scene_path), **settings)
-        detector.choice = describe_choice(Path(detector.name), detector.card, pixel_m)
+        detector.choice = describe_choice(detector.name, detector.card, pixel_m)
         return detector
 
     @property
@@ -291,14 +293,11 @@ class ShipDetector:
 def detect(scene, model=None, *, boxes=None, points=None, progress: Progress | None = None, device: str = "auto",
            bands=None, tile_size: int | None = None, overlap: int | None = None, batch_size: int = 4,
            nodata: float | None = None) -> gpd.GeoDataFrame:
-    """Find the ships in one scene: ``ShipDetector(model, ...).detect(scene, boxes, points, progress)``. Build a
-    ShipDetector yourself to detect in several scenes with one loaded model."""
-    settings = dict(device=device, bands=bands, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
-                    nodata=nodata)
-    if model is None:  # the bundled model that fits the scene
-        detector = ShipDetector.for_scene(getattr(scene, "path", scene), **settings)
-    else:
-        detector = ShipDetector(model, **settings)
+    """Find the ships in one scene: ``ShipDetector.for_scene(scene, model, ...).detect(scene, boxes, points,
+    progress)`` (without ``model``, the bundled model that fits the scene). Build a ShipDetector yourself to detect
+    in several scenes with one loaded model."""
+    detector = ShipDetector.for_scene(getattr(scene, "path", scene), model, device=device, bands=bands,
+                                      tile_size=tile_size, overlap=overlap, batch_size=batch_size, nodata=nodata)
     return detector.detect(scene, boxes=boxes, points=points, progress=progress)
 
 

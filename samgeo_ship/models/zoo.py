@@ -74,9 +74,9 @@ def choose_model(pixel_size_m: float, band_names=None, source=None) -> Path:
                                "with -m)")
 
 
-def describe_choice(path: Path, card: BundleCard, pixel_size_m: float) -> str:
+def describe_choice(name: str, card: BundleCard, pixel_size_m: float) -> str:
     """One line saying which bundled model was picked for a scene, and why."""
-    return (f"Model: {path.name} ({card.pixel_size_m:.3g} m, {','.join(map(str, card.bands))}) for a "
+    return (f"Model: {name} ({card.pixel_size_m:.3g} m, {','.join(map(str, card.bands))}) for a "
             f"{pixel_size_m:.3g} m scene")
 
 
