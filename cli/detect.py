@@ -78,8 +78,11 @@ def detect(scene, model, output, bands, boxes, points, tile_size, overlap, batch
             check_outputs({out: None, preview: {".png"}}, inputs=inputs)
             detector = ShipDetector.for_scene(scene, model, device=device, bands=bands, tile_size=tile_size,
                                               overlap=overlap, batch_size=batch_size, nodata=nodata)
-            if detector.choice and not quiet:  # picked from the zoo: said on stderr (stdout may be JSON)
-                click.echo(detector.choice, err=True)
+            if detector.choice:  # picked from the zoo: said on stderr (stdout may be JSON) and as an event
+                reporter.emit("model", model=detector.name, pixel_size_m=detector.card.pixel_size_m,
+                              bands=list(detector.card.bands), message=detector.choice)
+                if not quiet:
+                    click.echo(detector.choice, err=True)
             with atomic_files(out, preview) as (out_tmp, preview_tmp):  # both outputs or neither
                 ships = detect_with_preview(detector, scene, preview_tmp, boxes=boxes, points=points,
                                             progress=tile_progress(reporter), on_plan=reporter.plan)
