@@ -68,10 +68,10 @@ def choose_model(pixel_size_m: float, band_names=None, source=None) -> Path:
     path = min(models)[1]
     model_m = read_card(path).pixel_size_m
     low, high = resolution_band(model_m)
-    raise fail(source or "the scene", f"its pixels are {pixel_size_m:.3g} m and no bundled model is made for pixels within "
-                               f"{MAX_RESAMPLE:g}x of that; the nearest, {path.name}, is made for {model_m:g} m "
-                               f"pixels (resample the scene to between {low:g} and {high:g} m, or pass a model "
-                               "with -m)")
+    raise fail(source or "the scene",
+               f"its pixels are {pixel_size_m:.3g} m and no bundled model is made for pixels within "
+               f"{MAX_RESAMPLE:g}x of that; the nearest, {path.name}, is made for {model_m:g} m pixels (resample "
+               f"the scene to between {low:g} and {high:g} m, or pass a model with -m)")
 
 
 def describe_choice(name: str, card: BundleCard, pixel_size_m: float) -> str:
