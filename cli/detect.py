@@ -41,7 +41,7 @@ def output_path(scene: Path, output) -> Path:
 
 @click.command("detect")
 @click.argument("scene", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-m", "--model", default=None, show_default="the bundled default model",
+@click.option("-m", "--model", default=None, show_default="the bundled model that fits the scene",
               type=click.Path(dir_okay=False), help="Model bundle (.safetensors) made by `shipseg train`.")
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Output .geojson (WGS84), .gpkg, .fgb or .parquet (scene CRS), or a folder "
@@ -76,8 +76,13 @@ def detect(scene, model, output, bands, boxes, points, tile_size, overlap, batch
         try:
             check_output(out, inputs=inputs)
             check_outputs({out: None, preview: {".png"}}, inputs=inputs)
-            detector = ShipDetector(model, device=device, bands=bands, tile_size=tile_size, overlap=overlap,
-                                    batch_size=batch_size, nodata=nodata)
+            detector = ShipDetector.for_scene(scene, model, device=device, bands=bands, tile_size=tile_size,
+                                              overlap=overlap, batch_size=batch_size, nodata=nodata)
+            if detector.choice:  # picked from the zoo: said on stderr (stdout may be JSON) and as an event
+                reporter.emit("model", model=detector.name, pixel_size_m=detector.card.pixel_size_m,
+                              bands=list(detector.card.bands), message=detector.choice)
+                if not quiet:
+                    click.echo(detector.choice, err=True)
             with atomic_files(out, preview) as (out_tmp, preview_tmp):  # both outputs or neither
                 ships = detect_with_preview(detector, scene, preview_tmp, boxes=boxes, points=points,
                                             progress=tile_progress(reporter), on_plan=reporter.plan)

@@ -9,6 +9,7 @@ from . import calibrate as calibrate_cmd
 from . import detect as detect_cmd
 from . import evaluate as evaluate_cmd
 from . import info as info_cmd
+from . import models as models_cmd
 from . import oneshot as oneshot_cmd
 from . import prepare as prepare_cmd
 from . import synth as synth_cmd
@@ -25,7 +26,8 @@ def cli():
 
 # Each command lives in its own module under cli/ and is added here, so this file is the one list of them.
 for _command in (prepare_cmd.prepare, synth_cmd.synth, weights_cmd.weights, detect_cmd.detect, evaluate_cmd.evaluate,
-                 calibrate_cmd.calibrate, batch_cmd.batch, train_cmd.train, oneshot_cmd.oneshot, info_cmd.info):
+                 calibrate_cmd.calibrate, batch_cmd.batch, train_cmd.train, oneshot_cmd.oneshot, info_cmd.info,
+                 models_cmd.models):
     cli.add_command(_command)
 
 

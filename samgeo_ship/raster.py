@@ -175,6 +175,11 @@ class Scene:
         return dx, dy
 
     @property
+    def descriptions(self) -> list[str | None]:
+        """The description (name) of every band of the file, None where a band has none."""
+        return list(self._src.descriptions)
+
+    @property
     def has_band_names(self) -> bool:
         """Whether any band of the file carries a description (a name such as B04 or red)."""
         return any(self._src.descriptions)

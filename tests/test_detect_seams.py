@@ -93,8 +93,9 @@ def test_the_last_progress_event_counts_the_ships_written(seams, tmp_path, monke
     events = [json.loads(line) for line in result.stdout.splitlines()]
     progress, done = [e for e in events if e["event"] == "progress"], events[-1]
     written = len(json.loads(out.read_text())["features"])
-    assert {e["event"] for e in events[:-1]} == {"progress", "plan"} and done["event"] == "done"
-    assert progress[-1]["tiles_done"] == progress[-1]["tiles_total"] == 9
+    # without -m, the bundled model picked comes first
+    assert {e["event"] for e in events[1:-1]} == {"progress", "plan"} and events[0]["event"] == "model"
+    assert done["event"] == "done" and progress[-1]["tiles_done"] == progress[-1]["tiles_total"] == 9
     assert progress[-1]["ships"] == done["ships"] == written == 3
     assert all(e["ships"] <= written for e in progress)
     assert len(added) > written  # the seam ships came in two parts each: the count is after merging, not before

@@ -59,6 +59,15 @@ def test_detect_events_follow_the_specification(tmp_path, harbour, tiny_bundle):
     assert progress[-1]["ships"] == events[-1]["ships"]
 
 
+def test_detect_without_a_model_says_first_which_it_picked(tmp_path, harbour):
+    result = CliRunner().invoke(cli, ["detect", str(harbour), "-o", str(tmp_path / "s.geojson"), "--progress", "json",
+                                      "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    events = check("detect", result.stdout.splitlines())
+    assert [e["event"] for e in events].count("model") == 1 and events[0]["event"] == "model"
+    assert events[0]["model"] == "default.safetensors" and events[0]["message"] in result.stderr.splitlines()
+
+
 def test_a_failing_detect_ends_with_one_error_event(tmp_path, harbour):
     result = CliRunner().invoke(cli, ["detect", str(harbour), "-m", str(tmp_path / "absent.safetensors"),
                                       "-o", str(tmp_path / "s.geojson"), "--progress", "json"])

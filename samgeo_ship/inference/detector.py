@@ -27,14 +27,14 @@ from samgeo_ship.inference.windows import split_large_boxes
 from samgeo_ship.models import official
 from samgeo_ship.models.bundle import BundleCard
 from samgeo_ship.models.card_schema import MAX_TILE_SIZE
-from samgeo_ship.models.zoo import load_model, model_path
+from samgeo_ship.models.zoo import (MAX_RESAMPLE, choose_model, describe_choice, fitting_models, load_model,
+                                    model_path, resolution_band)
 from samgeo_ship.bands import parse_bands
 from samgeo_ship.raster import Normalisation, Scene
 from samgeo_ship.tiling import TileGrid
 from samgeo_ship.vector.attributes import ship_table
 from samgeo_ship.vector.merge import ShipMerger, suppress_overlaps
 
-MAX_RESAMPLE = 4.0  # beyond 4x up or down the model sees textures unlike anything it was trained on
 MIN_SHIP_PX = 4  # a hull shorter than ~4 scene pixels is a blob without shape: below what a model resolves
 
 Progress = Callable[[int, int, int], None]
@@ -80,6 +80,22 @@ class ShipDetector:
         self.batch_size = max(1, int(batch_size))
         thresholds = {} if score_threshold is None else {"score": float(score_threshold)}
         self.predictor = TilePredictor(self.model, self.card, self.device, thresholds)
+        self.choice: str | None = None  # set by for_scene: which bundled model was picked, and why
+
+    @classmethod
+    def for_scene(cls, scene_path, model=None, **settings) -> "ShipDetector":
+        """A detector for ``scene_path``: ``model`` when one is named, else the bundled model that fits the scene's
+        ground pixel size and bands (``models.zoo.choose_model``; the bands are not checked when ``settings`` names
+        them), with ``choice`` saying which it picked. ``settings``: those of ``ShipDetector``."""
+        if model is not None:
+            return cls(model, **settings)
+        with Scene.open(scene_path, nodata=settings.get("nodata")) as scene:
+            scene.require_crs()
+            pixel_m = scene.ground_pixel_size_m
+            names = None if settings.get("bands") is not None else scene.descriptions
+        detector = cls(choose_model(pixel_m, names, scene_path), **settings)
+        detector.choice = describe_choice(detector.name, detector.card, pixel_m)
+        return detector
 
     @property
     def any_resolution(self) -> bool:
@@ -108,11 +124,12 @@ class ShipDetector:
         if self.any_resolution:
             return TileGrid.for_scene(scene, self.tile_size, overlap_px=self.overlap)
         pixel_m, model_m = scene.ground_pixel_size_m, self.card.pixel_size_m
+        low, high = resolution_band(model_m)
         for side_m in scene.ground_pixel_sizes_m:  # both sides: near a pole the mean hides a 2 mm x 11 m pixel
-            if not model_m / MAX_RESAMPLE <= side_m <= model_m * MAX_RESAMPLE:
+            if not low <= side_m <= high:
                 raise fail(scene.path, f"its pixels are {side_m:.3g} m but the model was trained on {model_m:g} m "
                                        f"pixels, more than {MAX_RESAMPLE:g}x apart (resample the scene to between "
-                                       f"{model_m / MAX_RESAMPLE:g} and {model_m * MAX_RESAMPLE:g} m)")
+                                       f"{low:g} and {high:g} m{_fitting(side_m, scene)})")
         ratio = model_m / pixel_m  # scene pixels per training pixel
         if pixel_m > model_m * 1.25:
             warnings.warn(f"{scene.path.name}: pixels are {pixel_m:.3g} m, coarser than the model's {model_m:g} m; "
@@ -276,10 +293,11 @@ class ShipDetector:
 def detect(scene, model=None, *, boxes=None, points=None, progress: Progress | None = None, device: str = "auto",
            bands=None, tile_size: int | None = None, overlap: int | None = None, batch_size: int = 4,
            nodata: float | None = None) -> gpd.GeoDataFrame:
-    """Find the ships in one scene: ``ShipDetector(model, ...).detect(scene, boxes, points, progress)``. Build a
-    ShipDetector yourself to detect in several scenes with one loaded model."""
-    detector = ShipDetector(model, device=device, bands=bands, tile_size=tile_size, overlap=overlap,
-                            batch_size=batch_size, nodata=nodata)
+    """Find the ships in one scene: ``ShipDetector.for_scene(scene, model, ...).detect(scene, boxes, points,
+    progress)`` (without ``model``, the bundled model that fits the scene). Build a ShipDetector yourself to detect
+    in several scenes with one loaded model."""
+    detector = ShipDetector.for_scene(getattr(scene, "path", scene), model, device=device, bands=bands,
+                                      tile_size=tile_size, overlap=overlap, batch_size=batch_size, nodata=nodata)
     return detector.detect(scene, boxes=boxes, points=points, progress=progress)
 
 
@@ -296,6 +314,15 @@ def contrast_band(scene_path, band: str):
         return
     with opened:
         yield opened
+
+
+def _fitting(pixel_size_m: float, scene: Scene) -> str:
+    """``, or use MODEL, made for Z m pixels`` naming the bundled model that fits the scene, when one does."""
+    fits = fitting_models(pixel_size_m, scene.descriptions)
+    if not fits:
+        return ""
+    path, card = fits[0]
+    return f", or use {path.name}, made for {card.pixel_size_m:g} m pixels"
 
 
 def _tiling(card: BundleCard, tile_size, overlap, source) -> tuple[int, int]:

@@ -75,6 +75,8 @@ class BundleCard:
     # {"band": "B08", "min": 2.0}: detection drops ships whose contrast with the water around them in that band is
     # below min (samgeo_ship.inference.contrast; set by ``shipseg calibrate --contrast-band``); empty: no test.
     contrast: dict = field(default_factory=dict)
+    # Measured detection figures, e.g. {"f1": 0.949, "on": "harbour_s2_16bit"}: what `shipseg models` shows.
+    quality: dict = field(default_factory=dict)
 
     def to_json(self) -> str:
         # default=str: a recipe may hold paths (TrainConfig from Python rather than the CLI).

@@ -110,7 +110,7 @@ def check_card(data, required=("model_type", "bands", "pixel_size_m", "tile_size
         "trained": lambda v: _strings(v, "trained"), "stored": lambda v: _strings(v, "stored"),
         "base_sha256": lambda v: v is None or _typed(v, "base_sha256", str, "a hash"),
         **{k: (lambda v, k=k: _typed(v, k, dict, "an object"))
-           for k in ("training", "validation", "config", "oneshot")},
+           for k in ("training", "validation", "config", "oneshot", "quality")},
         **{k: (lambda v, k=k: _typed(v, k, str, "text"))
            for k in ("base_model", "encoder_mode", "weights_sha256", "card_sha256", "shipseg_version", "format",
                      "kind")},

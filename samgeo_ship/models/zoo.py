@@ -3,15 +3,18 @@ none is named, a bundle, or an official SAM checkpoint (a .pth file, or vit_b/vi
 
 from __future__ import annotations
 
+import math
 from importlib import resources
 from pathlib import Path
 
+from samgeo_ship.bands import same_bands
 from samgeo_ship.errors import fail
 from samgeo_ship.models import official
 from samgeo_ship.models.bundle import BundleCard, load_bundle, read_card
 from samgeo_ship.models.shipsam import ShipSam
 
 DEFAULT_NAME = "default.safetensors"
+MAX_RESAMPLE = 4.0  # beyond 4x up or down a model sees textures unlike anything it was trained on
 
 
 def bundled_dir() -> Path:
@@ -25,6 +28,65 @@ def default_model() -> Path:
 
 
 DEFAULT_ALIAS = "default"  # what a user types for the bundled default: -m default, --init default
+
+
+def bundled_models() -> list[Path]:
+    """The zoo: every bundle in ``bundled_dir()``, by name."""
+    folder = bundled_dir()
+    return sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+
+
+def resolution_band(model_m: float) -> tuple[float, float]:
+    """The scene pixel sizes (m) a model made for ``model_m`` m pixels reads: within MAX_RESAMPLE times of it."""
+    return model_m / MAX_RESAMPLE, model_m * MAX_RESAMPLE
+
+
+def fitting_models(pixel_size_m: float, band_names=None) -> list[tuple[Path, BundleCard]]:
+    """The bundled models that read a scene of ``pixel_size_m`` m pixels (within their resolution band), nearest
+    first in log-ratio of pixel sizes; those whose bands the scene has (by name, Sentinel-2 and colour names alike)
+    before the others. ``band_names``: the scene's band descriptions; None or all empty: bands unchecked."""
+    fits = []
+    for path in bundled_models():
+        card = read_card(path)
+        low, high = resolution_band(card.pixel_size_m)
+        if low <= pixel_size_m <= high:
+            fits.append((not _has_bands(band_names, card.bands), _distance(pixel_size_m, card), path.name, path,
+                         card))
+    return [(path, card) for *_, path, card in sorted(fits)]
+
+
+def choose_model(pixel_size_m: float, band_names=None, source=None) -> Path:
+    """The bundled model for a scene of ``pixel_size_m`` m pixels with bands ``band_names`` (see fitting_models);
+    refused, naming the nearest bundled model, when none is made for pixels within MAX_RESAMPLE times of it.
+    ``source``: the scene, named in the error."""
+    fits = fitting_models(pixel_size_m, band_names)
+    if fits:
+        return fits[0][0]
+    models = [(_distance(pixel_size_m, read_card(p)), p) for p in bundled_models()]
+    if not models:
+        return model_path(None)  # refused there: the default model is not installed
+    path = min(models)[1]
+    model_m = read_card(path).pixel_size_m
+    low, high = resolution_band(model_m)
+    raise fail(source or "the scene",
+               f"its pixels are {pixel_size_m:.3g} m and no bundled model is made for pixels within "
+               f"{MAX_RESAMPLE:g}x of that; the nearest, {path.name}, is made for {model_m:g} m pixels (resample "
+               f"the scene to between {low:g} and {high:g} m, or pass a model with -m)")
+
+
+def describe_choice(name: str, card: BundleCard, pixel_size_m: float) -> str:
+    """One line saying which bundled model was picked for a scene, and why."""
+    return (f"Model: {name} ({card.pixel_size_m:.3g} m, {','.join(map(str, card.bands))}) for a "
+            f"{pixel_size_m:.3g} m scene")
+
+
+def _has_bands(band_names, bands) -> bool:
+    names = [n.lower() for n in band_names or () if n]
+    return not names or all(any(same_bands([b], [n]) for n in names) for b in bands)
+
+
+def _distance(pixel_size_m: float, card: BundleCard) -> float:
+    return abs(math.log(pixel_size_m / card.pixel_size_m))
 
 
 def model_path(model=None) -> Path:
