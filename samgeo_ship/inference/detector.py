@@ -17,9 +17,10 @@ import geopandas as gpd
 import numpy as np
 import torch
 
+from samgeo_ship.bands import parse_bands
+from samgeo_ship.device import resolve_device
 from samgeo_ship.errors import NoSuchBand, NoValidPixels, fail
 from samgeo_ship.inference.contrast import keep, ring_contrast
-from samgeo_ship.device import resolve_device
 from samgeo_ship.inference.predictor import TilePredictor
 from samgeo_ship.inference.prompts import assign_prompts, read_prompt_file
 from samgeo_ship.inference.stream import stream
@@ -29,7 +30,6 @@ from samgeo_ship.models.bundle import BundleCard
 from samgeo_ship.models.card_schema import MAX_TILE_SIZE
 from samgeo_ship.models.zoo import (MAX_RESAMPLE, choose_model, describe_choice, fitting_models, load_model,
                                     model_path, resolution_band)
-from samgeo_ship.bands import parse_bands
 from samgeo_ship.raster import Normalisation, Scene
 from samgeo_ship.tiling import TileGrid
 from samgeo_ship.vector.attributes import ship_table
