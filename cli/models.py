@@ -3,9 +3,8 @@
 import click
 
 from samgeo_ship.models import weights as W
-from samgeo_ship.models.bundle import read_card
 from samgeo_ship.models.official import official_card
-from samgeo_ship.models.zoo import bundled_models
+from samgeo_ship.models.zoo import bundled_cards
 
 
 def _quality(card) -> str:
@@ -21,7 +20,7 @@ def models():
     """List the bundled models (detect picks among them by the scene's pixel size and bands when -m is not given)
     and the official SAM checkpoints in the weights cache (`shipseg weights download`): where each is, the pixel
     size and bands it is made for, its tile size and its measured figures."""
-    rows = [("bundled", path.name, read_card(path)) for path in bundled_models()]
+    rows = [("bundled", path.name, card) for path, card in bundled_cards()]
     # Cards built from the name, not the file: hashing gigabytes to list them would take minutes.
     rows += [("cache", name, official_card(name, W.cached_path(name))) for name in W.CHECKPOINTS
              if W.cached_path(name).is_file()]

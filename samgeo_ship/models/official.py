@@ -118,10 +118,6 @@ class OfficialSam(ShipSam):
 
     def __init__(self, sam, config: SamConfig, source: str, model_type: str):
         super().__init__(sam, config, NoProposer(source, model_type))
-        self.source, self.model_type = source, model_type
-
-    def propose(self, *args, **kwargs):
-        raise no_prompter(self.source, self.model_type)
 
     def decode(self, embedding, boxes=None, points=None, masks=None):
         logits, iou = super().decode(embedding, boxes=boxes, points=points, masks=masks)

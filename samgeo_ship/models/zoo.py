@@ -36,6 +36,11 @@ def bundled_models() -> list[Path]:
     return sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
 
 
+def bundled_cards() -> list[tuple[Path, BundleCard]]:
+    """The zoo with each member's card (read from its header; no weights loaded)."""
+    return [(path, read_card(path)) for path in bundled_models()]
+
+
 def resolution_band(model_m: float) -> tuple[float, float]:
     """The scene pixel sizes (m) a model made for ``model_m`` m pixels reads: within MAX_RESAMPLE times of it."""
     return model_m / MAX_RESAMPLE, model_m * MAX_RESAMPLE
@@ -46,8 +51,7 @@ def fitting_models(pixel_size_m: float, band_names=None) -> list[tuple[Path, Bun
     first in log-ratio of pixel sizes; those whose bands the scene has (by name, Sentinel-2 and colour names alike)
     before the others. ``band_names``: the scene's band descriptions; None or all empty: bands unchecked."""
     fits = []
-    for path in bundled_models():
-        card = read_card(path)
+    for path, card in bundled_cards():
         low, high = resolution_band(card.pixel_size_m)
         if low <= pixel_size_m <= high:
             fits.append((not _has_bands(band_names, card.bands), _distance(pixel_size_m, card), path.name, path,
@@ -62,11 +66,11 @@ def choose_model(pixel_size_m: float, band_names=None, source=None) -> Path:
     fits = fitting_models(pixel_size_m, band_names)
     if fits:
         return fits[0][0]
-    models = [(_distance(pixel_size_m, read_card(p)), p) for p in bundled_models()]
-    if not models:
+    cards = bundled_cards()
+    if not cards:
         return model_path(None)  # refused there: the default model is not installed
-    path = min(models)[1]
-    model_m = read_card(path).pixel_size_m
+    path, card = min(cards, key=lambda pc: _distance(pixel_size_m, pc[1]))
+    model_m = card.pixel_size_m
     low, high = resolution_band(model_m)
     raise fail(source or "the scene",
                f"its pixels are {pixel_size_m:.3g} m and no bundled model is made for pixels within "
