@@ -30,10 +30,11 @@ from .progress import MODES, progress
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--progress", "progress_mode", type=click.Choice(MODES), default="bar",
               show_default=True, help="json: one JSON object per line on stdout, per scene and at the end.")
+@click.option("--all-tiles", is_flag=True, help="Encode every tile, also those far from any water (see detect).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
 @click.option("--detector", default=None, hidden=True, help="module:function used instead of shipseg's detection.")
-def batch(source, outdir, model, pattern, asset, fmt, workers, scheduler, retries, device, progress_mode, quiet,
-          detector):
+def batch(source, outdir, model, pattern, asset, fmt, workers, scheduler, retries, device, progress_mode, all_tiles,
+          quiet, detector):
     """Find ships in every scene of INPUT: a folder, a text file of paths (one per line) or a STAC Item /
     ItemCollection / Catalog as local JSON. Writes OUTDIR/<scene id>.<format>, the merged OUTDIR/ships.parquet and
     OUTDIR/manifest.json; rerunning the same command does only what is missing or failed.
@@ -51,7 +52,7 @@ def batch(source, outdir, model, pattern, asset, fmt, workers, scheduler, retrie
         try:
             summary = run_batch(source, outdir, model=model, fmt=fmt, glob=pattern, asset=asset, workers=workers,
                                 scheduler=scheduler, retries=retries, device=device, detector=detector,
-                                progress=None if quiet else report)
+                                progress=None if quiet else report, all_tiles=all_tiles)
         except KeyboardInterrupt:
             click.echo(f"Interrupted: finished scenes are recorded in {outdir}/{MANIFEST}; run the same command "
                        "again to resume.", err=True)

@@ -61,9 +61,11 @@ def output_path(scene: Path, output) -> Path:
               show_default=True, help="json: one JSON object per line on stdout (for the QGIS plugin).")
 @click.option("--nodata", type=float, default=None, metavar="VALUE",
               help="Pixels of this value in every band are fill, not image (for a scene that declares no nodata).")
+@click.option("--all-tiles", is_flag=True, help="Encode every tile, also those far from any water (by default they are "
+              "skipped in scenes with green and near or short-wave infrared bands).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
 def detect(scene, model, output, bands, boxes, points, tile_size, overlap, batch_size, device, preview, progress_mode,
-           nodata, quiet):
+           nodata, all_tiles, quiet):
     """Find the ships in SCENE and write them as polygons with score, area, length, beam, heading and position.
 
     Example: shipseg detect scene.tif -m ships.safetensors -o ships.gpkg --preview quicklook.png
@@ -77,7 +79,8 @@ def detect(scene, model, output, bands, boxes, points, tile_size, overlap, batch
             check_output(out, inputs=inputs)
             check_outputs({out: None, preview: {".png"}}, inputs=inputs)
             detector = ShipDetector.for_scene(scene, model, device=device, bands=bands, tile_size=tile_size,
-                                              overlap=overlap, batch_size=batch_size, nodata=nodata)
+                                              overlap=overlap, batch_size=batch_size, nodata=nodata,
+                                              all_tiles=all_tiles)
             if detector.choice:  # picked from the zoo: said on stderr (stdout may be JSON) and as an event
                 reporter.emit("model", model=detector.name, pixel_size_m=detector.card.pixel_size_m,
                               bands=list(detector.card.bands), message=detector.choice)
@@ -92,4 +95,7 @@ def detect(scene, model, output, bands, boxes, points, tile_size, overlap, batch
             raise
         reporter.emit("done", output=str(out), ships=len(ships))
     if progress_mode != "json" and not quiet:
+        if detector.tiles_skipped:
+            click.echo(f"{detector.tiles_skipped} tiles far from any water were skipped (--all-tiles reads them)",
+                       err=True)
         click.echo(f"{out}: {len(ships)} ships")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 from affine import Affine
@@ -43,13 +43,17 @@ class Tile:
 @dataclass(frozen=True)
 class TileGrid:
     """A grid over a ``width`` x ``height`` px scene of ``tile_size`` px tiles with ``overlap`` px of halo on each
-    side, so cores are ``tile_size - 2 * overlap`` px (the last row and column are clipped to the scene)."""
+    side, so cores are ``tile_size - 2 * overlap`` px (the last row and column are clipped to the scene).
+
+    ``skipped``: (row, col) of tiles left out of iteration and of ``len`` (tiles that cannot hold what is looked
+    for, see ``without``); ``shape`` and ``tile`` still cover the whole grid."""
 
     width: int
     height: int
     tile_size: int
     overlap: int
     transform: Affine = Affine.identity()
+    skipped: frozenset = frozenset()
 
     def __post_init__(self):
         if self.tile_size <= 0 or self.overlap < 0:
@@ -76,13 +80,20 @@ class TileGrid:
 
     def __len__(self) -> int:
         rows, cols = self.shape
-        return rows * cols
+        return rows * cols - len(self.skipped)
 
     def __iter__(self) -> Iterator[Tile]:
         rows, cols = self.shape
         for r in range(rows):
             for c in range(cols):
-                yield self.tile(r, c)
+                if (r, c) not in self.skipped:
+                    yield self.tile(r, c)
+
+    def without(self, tiles) -> "TileGrid":
+        """This grid with the (row, col) ``tiles`` also skipped."""
+        rows, cols = self.shape
+        more = {(r, c) for r, c in tiles if 0 <= r < rows and 0 <= c < cols}
+        return replace(self, skipped=self.skipped | more)
 
     def tile(self, row: int, col: int) -> Tile:
         cs = self.core_size

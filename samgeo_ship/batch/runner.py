@@ -53,7 +53,8 @@ class BatchSummary:
 
 def run_batch(source, outdir, *, model=None, fmt: str = "geojson", glob: str = "*.tif",
               asset: str | None = None, workers: int = 1, scheduler=None, retries: int = 2, device: str = "auto",
-              detector=None, progress: Callable[[dict], None] | None = None) -> BatchSummary:
+              detector=None, progress: Callable[[dict], None] | None = None,
+              all_tiles: bool = False) -> BatchSummary:
     """Process every scene of ``source`` (folder, text list or STAC JSON; see discover_scenes) into ``outdir``.
 
     ``model``: bundle path (loaded once per worker process), None for the bundled default, or a loaded
@@ -62,7 +63,7 @@ def run_batch(source, outdir, *, model=None, fmt: str = "geojson", glob: str = "
     process); ``scheduler``: a Dask scheduler address "tcp://host:port", a ``distributed.Client`` or a cluster
     object (then ``workers`` is ignored; OUTDIR, the scenes and the bundle must be readable on the workers);
     ``retries``: extra attempts for a scene whose worker died; ``detector``: a stand-in for shipseg's detection
-    (see ``worker.run_detector``);
+    (see ``worker.run_detector``); ``all_tiles``: encode tiles far from any water too (see ShipDetector);
     ``progress``: called with a dict of counts after every scene. Raises ShipsegError for bad batch input only."""
     start = time.perf_counter()
     if fmt not in FORMATS:
@@ -96,7 +97,7 @@ def run_batch(source, outdir, *, model=None, fmt: str = "geojson", glob: str = "
             card = model_card(model)  # a missing or foreign model file is bad input to the whole batch
             if card.kind == official.KIND:  # batch has no prompts to give a model without a ship prompter
                 raise official.no_prompter(model, card.model_type)
-        job = (str(model) if isinstance(model, Path) else model, str(outdir), fmt, device, detector)
+        job = (str(model) if isinstance(model, Path) else model, str(outdir), fmt, device, detector, all_tiles)
         counts = {"total": len(scenes), "done": len(summary.already_done), "failed": 0,
                   "skipped": len(summary.skipped), "left": len(todo), "ships": 0}
         counts["ships"] = sum(manifest.scenes[s].get("ships") or 0 for s in summary.already_done)

@@ -24,6 +24,7 @@ from samgeo_ship.inference.contrast import keep, ring_contrast
 from samgeo_ship.inference.predictor import TilePredictor
 from samgeo_ship.inference.prompts import assign_prompts, read_prompt_file
 from samgeo_ship.inference.stream import stream
+from samgeo_ship.inference.water import dry_tiles
 from samgeo_ship.inference.windows import split_large_boxes
 from samgeo_ship.models import official
 from samgeo_ship.models.bundle import BundleCard
@@ -59,11 +60,14 @@ class ShipDetector:
         batch_size: tiles encoded at once.
         score_threshold: the card's detection score threshold overridden for this detector.
         nodata: the fill value of scenes that declare none (pixels of that value in every band are invalid).
+        all_tiles: encode every tile; by default the learned prompter skips tiles far from any water in scenes
+            with green and near or short-wave infrared bands (samgeo_ship.inference.water), whichever bands the
+            model reads. User prompts are always answered.
     """
 
     def __init__(self, model=None, *, device: str = "auto", bands=None, tile_size: int | None = None,
                  overlap: int | None = None, batch_size: int = 4, score_threshold: float | None = None,
-                 nodata: float | None = None):
+                 nodata: float | None = None, all_tiles: bool = False):
         self.device = resolve_device(device)
         if isinstance(model, tuple):
             net, card = model
@@ -81,6 +85,8 @@ class ShipDetector:
         thresholds = {} if score_threshold is None else {"score": float(score_threshold)}
         self.predictor = TilePredictor(self.model, self.card, self.device, thresholds)
         self.choice: str | None = None  # set by for_scene: which bundled model was picked, and why
+        self.all_tiles = all_tiles
+        self.tiles_skipped = 0  # tiles of the last scene left out for holding no water
 
     @classmethod
     def for_scene(cls, scene_path, model=None, **settings) -> "ShipDetector":
@@ -139,6 +145,14 @@ class ShipDetector:
         overlap = min(round(self.overlap * ratio), (size - 1) // 2)
         return TileGrid.for_scene(scene, size, overlap_px=overlap)
 
+    def wet_grid(self, scene: Scene) -> TileGrid:
+        """``grid(scene)`` without the tiles that hold no water (none left out with ``all_tiles``, or for a scene
+        without the bands of the water test); ``tiles_skipped`` says how many were."""
+        grid = self.grid(scene)
+        dry = None if self.all_tiles else dry_tiles(scene.path, grid, scene.ground_pixel_size_m, self.nodata)
+        self.tiles_skipped = len(dry or ())
+        return grid.without(dry) if dry else grid
+
     # ---- detection -------------------------------------------------------------------------------------------
     def detect(self, scene, boxes=None, points=None, progress: Progress | None = None,
                on_plan: Callable[[dict], None] | None = None) -> gpd.GeoDataFrame:
@@ -164,7 +178,7 @@ class ShipDetector:
         with self._scene(scene) as (opened, why):
             if why is not None:
                 return self._no_ships(opened, why, progress, user)
-            grid = self.grid(opened)
+            grid = self.grid(opened) if user else self.wet_grid(opened)
             prompts, windows = _prompts(opened, grid, boxes, points, self.any_resolution)
             merger = self._merge(opened, grid, prompts, progress, on_plan, windows)
             merged = merger.ships() if user else self._keep(opened, suppress_overlaps(merger.ships()))
@@ -183,7 +197,7 @@ class ShipDetector:
         with self._scene(scene) as (opened, why):
             if why is not None:
                 return None
-            return self._merge(opened, self.grid(opened), None, progress)
+            return self._merge(opened, self.wet_grid(opened), None, progress)
 
     @property
     def finds_ships(self) -> bool:
@@ -292,12 +306,13 @@ class ShipDetector:
 
 def detect(scene, model=None, *, boxes=None, points=None, progress: Progress | None = None, device: str = "auto",
            bands=None, tile_size: int | None = None, overlap: int | None = None, batch_size: int = 4,
-           nodata: float | None = None) -> gpd.GeoDataFrame:
+           nodata: float | None = None, all_tiles: bool = False) -> gpd.GeoDataFrame:
     """Find the ships in one scene: ``ShipDetector.for_scene(scene, model, ...).detect(scene, boxes, points,
     progress)`` (without ``model``, the bundled model that fits the scene). Build a ShipDetector yourself to detect
     in several scenes with one loaded model."""
     detector = ShipDetector.for_scene(getattr(scene, "path", scene), model, device=device, bands=bands,
-                                      tile_size=tile_size, overlap=overlap, batch_size=batch_size, nodata=nodata)
+                                      tile_size=tile_size, overlap=overlap, batch_size=batch_size, nodata=nodata,
+                                      all_tiles=all_tiles)
     return detector.detect(scene, boxes=boxes, points=points, progress=progress)
 
 
