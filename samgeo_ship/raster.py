@@ -119,6 +119,8 @@ class Scene:
         return scene
 
     def close(self):
+        if getattr(self, "_view", False):  # the handle belongs to the Scene the view was made from
+            return
         self._src.close()
         env = getattr(self, "_env", None)
         if env is not None:
@@ -130,6 +132,14 @@ class Scene:
 
     def __exit__(self, *exc):
         self.close()
+
+    def view(self, bands) -> "Scene":
+        """The same open raster read through other ``bands`` (names or 1-based indexes), without opening the file
+        again; it shares this Scene's handle (closing the view leaves it open) and has no normalisation."""
+        indexes = select_bands(self.path, self._src.descriptions, self._src.count, parse_bands(bands))
+        view = Scene(self.path, self._src, indexes, None, self.nodata)
+        view._view = True
+        return view
 
     # ---- facts about the scene -------------------------------------------------------------------------------
     @property

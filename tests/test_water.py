@@ -12,6 +12,7 @@ from samgeo_ship import ShipDetector
 from samgeo_ship.inference import water
 from samgeo_ship.inference.water import dry_tiles, water_bands
 from samgeo_ship.labels import load_labels
+from samgeo_ship.raster import Scene
 from samgeo_ship.tiling import TileGrid
 
 from conftest import PX, SMALL_HULLS, UTM, run_cli, write_raster
@@ -59,13 +60,15 @@ def test_land_far_from_water_is_dry_and_the_margin_keeps_the_shore(tmp_path, mon
     path = land_and_sea(tmp_path / "coast.tif", size=400, land_cols=300)
     monkeypatch.setattr(water, "MARGIN_M", 500.0)
     grid = TileGrid(400, 400, 40, 0, UTM)  # 10 m pixels: 40 px = 400 m tiles; water in columns 0-99
-    dry = dry_tiles(path, grid, 10.0)
+    with Scene.open(path) as scene:
+        dry = dry_tiles(scene, grid)
     # Kept: every tile within 500 m (50 px) of the water: columns 0-149, tile columns 0-3 (tile 3 starts at 120).
     assert dry == {(r, c) for r in range(10) for c in range(4, 10)}
     # Without near infrared or short-wave infrared there is no test: nothing is dry.
     rgb = write_raster(tmp_path / "rgb.tif", np.full((3, 40, 40), 500, np.uint16), descriptions=["red", "green",
                                                                                                   "blue"])
-    assert dry_tiles(rgb, grid, 10.0) is None
+    with Scene.open(rgb) as scene:
+        assert dry_tiles(scene, grid) is None
 
 
 def test_water_bands_take_either_index_and_colour_names():

@@ -149,7 +149,7 @@ class ShipDetector:
         """``grid(scene)`` without the tiles that hold no water (none left out with ``all_tiles``, or for a scene
         without the bands of the water test); ``tiles_skipped`` says how many were."""
         grid = self.grid(scene)
-        dry = None if self.all_tiles else dry_tiles(scene.path, grid, scene.ground_pixel_size_m, self.nodata)
+        dry = None if self.all_tiles else dry_tiles(scene, grid)
         self.tiles_skipped = len(dry or ())
         return grid.without(dry) if dry else grid
 

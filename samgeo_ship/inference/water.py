@@ -17,7 +17,6 @@ import numpy as np
 from rasterio.windows import Window
 
 from samgeo_ship.bands import same_bands
-from samgeo_ship.errors import NoSuchBand
 from samgeo_ship.raster import Scene
 
 # (water-bright band, water-dark band) of each index, by Sentinel-2 name (colour aliases match, see bands.py).
@@ -43,21 +42,16 @@ def water_bands(descriptions) -> list[str] | None:
     return [pairs[0][0]] + [dark for _, dark in pairs]
 
 
-def dry_tiles(scene_path, grid, pixel_m: float, nodata: float | None = None) -> frozenset | None:
-    """The (row, col) of the tiles of ``grid`` whose core is farther than MARGIN_M from any water cell of the scene
-    at ``scene_path`` (``pixel_m``: its ground pixel size in metres), or None when the scene has no bands for the
-    water test."""
-    with Scene.open(scene_path, nodata=nodata) as probe:
-        bands = water_bands(probe.descriptions)
+def dry_tiles(scene: Scene, grid) -> frozenset | None:
+    """The (row, col) of the tiles of ``grid`` whose core is farther than MARGIN_M from any water cell of the open
+    ``scene`` (read through its water bands, whichever bands it was opened with), or None when the scene has no
+    bands for the water test."""
+    bands = water_bands(scene.descriptions)
     if bands is None:
         return None
-    try:
-        scene = Scene.open(scene_path, bands=bands, nodata=nodata)
-    except NoSuchBand:
-        return None
+    pixel_m = scene.ground_pixel_size_m
     cell = max(1, round(CELL_M / pixel_m))
-    with scene:
-        wet = _grow(water_cells(scene, cell), math.ceil(MARGIN_M / pixel_m / cell))
+    wet = _grow(water_cells(scene.view(bands), cell), math.ceil(MARGIN_M / pixel_m / cell))
     return frozenset(_dry(grid, wet, cell))
 
 
