@@ -37,9 +37,10 @@ def test_vit_b_encodes_one_tile_at_a_time_on_a_cpu_and_more_on_a_large_gpu():
     vit_b = CONFIGS["vit_b"]
     assert memory.encoder_bytes_per_input(vit_b) > memory.encoder_bytes_per_input(CONFIGS["sam_tiny"]) * 10
     for free in (8 * GB, 24 * GB):
-        assert memory.auto_batch_size(vit_b, torch.device("cpu"), free) == 1
-    assert memory.auto_batch_size(vit_b, torch.device("cuda"), 80 * GB) > memory.auto_batch_size(
-        vit_b, torch.device("cuda"), 8 * GB) >= 1
+        for precision in ("fp32", "bf16"):
+            assert memory.auto_batch_size(vit_b, torch.device("cpu"), precision, free) == 1
+    assert memory.auto_batch_size(vit_b, torch.device("cuda"), "bf16", 80 * GB) > memory.auto_batch_size(
+        vit_b, torch.device("cuda"), "bf16", 8 * GB) >= 1
 
 
 def plan_of(monkeypatch, tmp_path, scene, model, free, *extra):

@@ -83,7 +83,7 @@ class ShipDetector:
             overlap = int(tile_size) // 8  # the card's halo is for its own tile size
         self.nodata = nodata
         self.tile_size, self.overlap = _tiling(self.card, tile_size, overlap, self.name)
-        self.batch_size = (auto_batch_size(self.model.config, self.device) if batch_size is None
+        self.batch_size = (auto_batch_size(self.model.config, self.device, self.precision) if batch_size is None
                            else max(1, int(batch_size)))
         thresholds = {} if score_threshold is None else {"score": float(score_threshold)}
         self.predictor = TilePredictor(self.model, self.card, self.device, thresholds, self.precision)
@@ -207,7 +207,7 @@ class ShipDetector:
         min_px = MIN_SHIP_PX * self.card.pixel_size_m / scene.ground_pixel_size_m if prompts is None else 0.0
         if on_plan is not None:
             needs = {"batch_size": self.batch_size, "memory_mb": run_memory_mb(
-                self.model.config, self.batch_size, grid.tile_size, len(scene.band_indexes), self.device)}
+                self.model.config, self.precision, self.batch_size, grid.tile_size, len(scene.band_indexes), self.device)}
             on_plan = _with(on_plan, needs)
         with _torch_threads(self.device):
             stream(scene, grid, self.predictor, prompts, self.batch_size, merger, progress, min_px, on_plan,
