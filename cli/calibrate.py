@@ -21,7 +21,8 @@ from .progress import progress, tile_progress
               help="Also choose the least contrast of a ship against the water around it in this band (near "
                    "infrared: B08 for Sentinel-2); detection then drops ships below it. Every scene needs the band.")
 @click.option("--dry-run", is_flag=True, help="Print the sweep; leave MODEL unchanged.")
-@click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1), help="Tiles encoded at once.")
+@click.option("--batch-size", default=None, type=click.IntRange(min=1), show_default="chosen from the free memory",
+              help="Tiles encoded at once.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def calibrate(model, scene, truth, more, bands, contrast_band, dry_run, batch_size, device, quiet):

@@ -6,6 +6,7 @@ import click
 
 from samgeo_ship import ShipDetector, ShipsegError
 from samgeo_ship.atomic import atomic_files
+from samgeo_ship.device import PRECISIONS
 from samgeo_ship.errors import NoValidPixels
 from samgeo_ship.outputs import check_outputs
 from samgeo_ship.vector.preview import SHIP_COLOUR, render_preview
@@ -54,8 +55,12 @@ def output_path(scene: Path, output) -> Path:
                    "scale the model sees ships at.")
 @click.option("--overlap", type=click.IntRange(min=0), default=None,
               help="Tile overlap (halo) in pixels of the model's pixel size [default: the model's].")
-@click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1), help="Tiles encoded at once.")
+@click.option("--batch-size", default=None, type=click.IntRange(min=1), show_default="chosen from the free memory",
+              help="Tiles encoded at once.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+              help="The image encoder's arithmetic; auto: bf16 where the CPU (or GPU) has it in hardware, else fp32. "
+                   "int8: CPU only.")
 @click.option("--preview", type=click.Path(dir_okay=False, path_type=Path), help="Also write a quick-look PNG.")
 @click.option("--progress", "progress_mode", type=click.Choice(MODES), default="bar",
               show_default=True, help="json: one JSON object per line on stdout (for the QGIS plugin).")
@@ -64,8 +69,8 @@ def output_path(scene: Path, output) -> Path:
 @click.option("--all-tiles", is_flag=True, help="Encode every tile, also those far from any water (by default they are "
               "skipped in scenes with green and near or short-wave infrared bands).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
-def detect(scene, model, output, bands, boxes, points, tile_size, overlap, batch_size, device, preview, progress_mode,
-           nodata, all_tiles, quiet):
+def detect(scene, model, output, bands, boxes, points, tile_size, overlap, batch_size, device, precision, preview,
+           progress_mode, nodata, all_tiles, quiet):
     """Find the ships in SCENE and write them as polygons with score, area, length, beam, heading and position.
 
     Example: shipseg detect scene.tif -m ships.safetensors -o ships.gpkg --preview quicklook.png
@@ -80,7 +85,7 @@ def detect(scene, model, output, bands, boxes, points, tile_size, overlap, batch
             check_outputs({out: None, preview: {".png"}}, inputs=inputs)
             detector = ShipDetector.for_scene(scene, model, device=device, bands=bands, tile_size=tile_size,
                                               overlap=overlap, batch_size=batch_size, nodata=nodata,
-                                              all_tiles=all_tiles)
+                                              precision=precision, all_tiles=all_tiles)
             if detector.choice:  # picked from the zoo: said on stderr (stdout may be JSON) and as an event
                 reporter.emit("model", model=detector.name, pixel_size_m=detector.card.pixel_size_m,
                               bands=list(detector.card.bands), message=detector.choice)

@@ -21,7 +21,8 @@ from .progress import progress, tile_progress
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the scores as JSON.")
 @click.option("--figure", type=click.Path(dir_okay=False, path_type=Path),
               help="PNG of the scene with truth (green) and predictions (magenta).")
-@click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1), help="Tiles encoded at once.")
+@click.option("--batch-size", default=None, type=click.IntRange(min=1), show_default="chosen from the free memory",
+              help="Tiles encoded at once.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def evaluate(model, scene, truth, bands, json_path, figure, batch_size, device, quiet):

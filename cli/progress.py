@@ -47,11 +47,14 @@ class Progress:
             print(json.dumps({"event": event, **fields}), flush=True)
 
     def plan(self, info: dict) -> None:
-        """``info``: tiles_total, tiles_done, seconds_per_tile, eta_s (measured on the first batch)."""
+        """``info``: tiles_total, tiles_done, seconds_per_tile, eta_s (measured on the first batch); for detection
+        also batch_size and memory_mb (the memory the run needs at its peak)."""
         self.emit("plan", **info)
         if self.mode == "bar":
+            needs = (f", {_size(info['memory_mb'])} of memory at {info['batch_size']} per batch"
+                     if "memory_mb" in info else "")
             tqdm.write(f"{info['tiles_total']} {self.unit}, about {_duration(info['eta_s'])} at "
-                       f"{info['seconds_per_tile']:.3g} s per tile", file=sys.stderr)
+                       f"{info['seconds_per_tile']:.3g} s per tile{needs}", file=sys.stderr)
 
     def close(self) -> None:
         if self._bar is not None:
@@ -83,3 +86,7 @@ def _duration(seconds: float) -> str:
     if seconds < 2 * 3600:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:,.0f} h"
+
+
+def _size(mb: float) -> str:
+    return f"{mb / 1000:.1f} GB" if mb >= 1000 else f"{mb:.0f} MB"

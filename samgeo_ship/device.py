@@ -31,3 +31,31 @@ def autocaster(device: torch.device) -> Callable[[], ContextManager]:
         return contextlib.nullcontext
     dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return lambda: torch.autocast("cuda", dtype=dtype)
+
+
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+
+
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX): only there does a bfloat16 encoder
+    run faster than float32; elsewhere oneDNN emulates it, slower."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            flags = next((line for line in info if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> str:
+    """The image encoder's arithmetic for a run: "fp32", "bf16" (autocast) or "int8" (dynamically quantised Linear
+    layers, CPU only). "auto": on CUDA the device's autocast (``autocaster``), reported as "bf16"; on a CPU, bf16
+    where the CPU has it in hardware (its masks agree with float32's: benchmarks/vitb_cpu.py), else fp32."""
+    if precision not in PRECISIONS:
+        raise ShipsegError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    cuda = torch.device(device).type == "cuda"
+    if precision == "int8" and cuda:
+        raise ShipsegError("--precision int8 runs on the CPU only; use bf16 or fp32 on a GPU")
+    if precision != "auto":
+        return precision
+    return "bf16" if cuda or native_bf16() else "fp32"

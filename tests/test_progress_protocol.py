@@ -54,6 +54,7 @@ def test_detect_events_follow_the_specification(tmp_path, harbour, tiny_bundle):
     assert kinds[-1] == "done" and kinds.count("plan") == 1 and len(progress) == len(kinds) - 2
     plan = events[kinds.index("plan")]
     assert kinds.index("plan") == 0 and plan["tiles_total"] == 9 and plan["tiles_done"] == progress[0]["tiles_done"]
+    assert plan["batch_size"] == 2 and plan["memory_mb"] > 0  # --batch-size wins over the automatic choice
     done = [e["tiles_done"] for e in progress]
     assert done == sorted(done) and done[-1] == progress[-1]["tiles_total"] == 9  # 200 px / 96 px cores: 3 x 3
     assert progress[-1]["ships"] == events[-1]["ships"]

@@ -48,7 +48,7 @@ class Calibration:
         return "\n".join(lines)
 
 
-def calibrate(model_path, scene_path, truth_path, bands=None, batch_size: int = 4, device: str = "auto",
+def calibrate(model_path, scene_path, truth_path, bands=None, batch_size: int | None = None, device: str = "auto",
               progress=None, grid=metrics.SCORE_GRID, write: bool = True, more=(),
               contrast_band: str | None = None) -> Calibration:
     """Detect once on a labelled scene at the lowest threshold of ``grid``, keep the grid threshold with the best F1

@@ -18,9 +18,10 @@ import numpy as np
 import torch
 
 from samgeo_ship.bands import parse_bands
-from samgeo_ship.device import resolve_device
+from samgeo_ship.device import resolve_device, resolve_precision
 from samgeo_ship.errors import NoSuchBand, NoValidPixels, fail
 from samgeo_ship.inference.contrast import keep, ring_contrast
+from samgeo_ship.inference.memory import auto_batch_size, run_memory_mb
 from samgeo_ship.inference.predictor import TilePredictor
 from samgeo_ship.inference.prompts import assign_prompts, read_prompt_file
 from samgeo_ship.inference.stream import stream
@@ -57,7 +58,11 @@ class ShipDetector:
         tile_size, overlap: the card's tiling overridden, in pixels of the model's pixel size (scene pixels for an
             official checkpoint). The overlap only moves seams and halos; another tile size changes the ground each
             model input covers, so ships look larger or smaller to the model than in training.
-        batch_size: tiles encoded at once.
+        batch_size: tiles encoded at once; None chooses from the free memory and what one tile costs the
+            encoder (``memory.auto_batch_size``).
+        precision: the image encoder's arithmetic: "auto" (bfloat16 where the CPU has it in hardware, or on CUDA
+            the device's autocast; else float32), "fp32", "bf16" or "int8" (CPU only); see
+            ``device.resolve_precision``.
         score_threshold: the card's detection score threshold overridden for this detector.
         nodata: the fill value of scenes that declare none (pixels of that value in every band are invalid).
         all_tiles: encode every tile; by default the learned prompter skips tiles far from any water in scenes
@@ -66,9 +71,10 @@ class ShipDetector:
     """
 
     def __init__(self, model=None, *, device: str = "auto", bands=None, tile_size: int | None = None,
-                 overlap: int | None = None, batch_size: int = 4, score_threshold: float | None = None,
-                 nodata: float | None = None, all_tiles: bool = False):
+                 overlap: int | None = None, batch_size: int | None = None, score_threshold: float | None = None,
+                 nodata: float | None = None, precision: str = "auto", all_tiles: bool = False):
         self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
         if isinstance(model, tuple):
             net, card = model
             self.model, self.card, self.name = net.to(self.device).eval(), card, card.model_type
@@ -81,9 +87,10 @@ class ShipDetector:
             overlap = int(tile_size) // 8  # the card's halo is for its own tile size
         self.nodata = nodata
         self.tile_size, self.overlap = _tiling(self.card, tile_size, overlap, self.name)
-        self.batch_size = max(1, int(batch_size))
+        self.batch_size = (auto_batch_size(self.model.config, self.device, self.precision) if batch_size is None
+                           else max(1, int(batch_size)))
         thresholds = {} if score_threshold is None else {"score": float(score_threshold)}
-        self.predictor = TilePredictor(self.model, self.card, self.device, thresholds)
+        self.predictor = TilePredictor(self.model, self.card, self.device, thresholds, self.precision)
         self.choice: str | None = None  # set by for_scene: which bundled model was picked, and why
         self.all_tiles = all_tiles
         self.tiles_skipped = 0  # tiles of the last scene left out for holding no water
@@ -165,7 +172,7 @@ class ShipDetector:
             progress: called as ``progress(tiles_done, tiles_total, ships_so_far)`` (distinct ships after merging
                 across seams; the last call's count is the number of rows returned); raising in it cancels.
             on_plan: called once, after the first batch, with the tile count and the time they will take (see
-                ``stream.stream``).
+                ``stream.stream``), the batch size and the memory the run needs (``memory.run_memory_mb``).
 
         Returns a GeoDataFrame in the scene CRS with the columns of ``vector.attributes.COLUMNS`` (plus ``prompt``,
         the index of the user prompt, with boxes/points), one Polygon per ship, ids ordered north to south; empty,
@@ -212,6 +219,10 @@ class ShipDetector:
         merger = ShipMerger(scene.pixel_size[0], cell=grid.tile_size * scene.pixel_size[0])
         # The learned prompter's specks (a glint, a fleck of foam) are dropped; a user's prompt is always answered.
         min_px = MIN_SHIP_PX * self.card.pixel_size_m / scene.ground_pixel_size_m if prompts is None else 0.0
+        if on_plan is not None:
+            needs = {"batch_size": self.batch_size, "memory_mb": run_memory_mb(
+                self.model.config, self.precision, self.batch_size, grid.tile_size, len(scene.band_indexes), self.device)}
+            on_plan = _with(on_plan, needs)
         with _torch_threads(self.device):
             stream(scene, grid, self.predictor, prompts, self.batch_size, merger, progress, min_px, on_plan,
                    windows)
@@ -305,14 +316,14 @@ class ShipDetector:
 
 
 def detect(scene, model=None, *, boxes=None, points=None, progress: Progress | None = None, device: str = "auto",
-           bands=None, tile_size: int | None = None, overlap: int | None = None, batch_size: int = 4,
-           nodata: float | None = None, all_tiles: bool = False) -> gpd.GeoDataFrame:
+           bands=None, tile_size: int | None = None, overlap: int | None = None, batch_size: int | None = None,
+           nodata: float | None = None, precision: str = "auto", all_tiles: bool = False) -> gpd.GeoDataFrame:
     """Find the ships in one scene: ``ShipDetector.for_scene(scene, model, ...).detect(scene, boxes, points,
     progress)`` (without ``model``, the bundled model that fits the scene). Build a ShipDetector yourself to detect
     in several scenes with one loaded model."""
     detector = ShipDetector.for_scene(getattr(scene, "path", scene), model, device=device, bands=bands,
                                       tile_size=tile_size, overlap=overlap, batch_size=batch_size, nodata=nodata,
-                                      all_tiles=all_tiles)
+                                      precision=precision, all_tiles=all_tiles)
     return detector.detect(scene, boxes=boxes, points=points, progress=progress)
 
 
@@ -365,6 +376,10 @@ def _prompts(scene, grid, boxes, points, whole_boxes: bool = False):
     if whole_boxes and boxes is not None:
         return split_large_boxes(grid, scene, array.reshape(-1, 4), prompts)
     return prompts, []
+
+
+def _with(on_plan: Callable[[dict], None], extra: dict) -> Callable[[dict], None]:
+    return lambda plan: on_plan({**plan, **extra})
 
 
 @contextlib.contextmanager

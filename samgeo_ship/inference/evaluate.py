@@ -83,7 +83,7 @@ class SceneScore:
     length_error: np.ndarray
 
 
-def evaluate_scene(model, scene_path, truth_path, bands=None, batch_size: int = 4, device: str = "auto",
+def evaluate_scene(model, scene_path, truth_path, bands=None, batch_size: int | None = None, device: str = "auto",
                    progress=None, figure=None, iou_threshold: float = metrics.IOU_THRESHOLD) -> Evaluation:
     """Run detection on ``scene_path`` and score it against the polygons in ``truth_path`` (any vector format or
     COCO JSON that ``load_labels`` reads). ``model``: a ShipDetector, or what ShipDetector takes (a bundle path, a
@@ -93,7 +93,7 @@ def evaluate_scene(model, scene_path, truth_path, bands=None, batch_size: int = 
                        iou_threshold).evaluation
 
 
-def score_scene(model, scene_path, truth_path, bands=None, batch_size: int = 4, device: str = "auto",
+def score_scene(model, scene_path, truth_path, bands=None, batch_size: int | None = None, device: str = "auto",
                 progress=None, figure=None, iou_threshold: float = metrics.IOU_THRESHOLD) -> SceneScore:
     """``evaluate_scene`` with the per-ship measurements kept (see SceneScore). The scene is opened and normalised
     once for the detection, the box-prompted pass and the figure. A model without a ship prompter is scored on the

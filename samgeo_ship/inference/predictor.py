@@ -4,6 +4,7 @@ once per prompt."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch.nn.functional as F
 from torchvision.ops import nms
 
 from samgeo_ship.device import autocaster
+from samgeo_ship.inference.encoder import TimedEncoder
 from samgeo_ship.models.shipsam import mask_boxes, model_input
 
 MASK_CHUNK = 32  # prompts decoded at once: bounds the (N, T, T) logits of a crowded tile
@@ -58,12 +60,16 @@ class TilePredictor:
     beside it. For user prompts there is no detection confidence, so ``score`` is the predicted IoU (clamped to
     [0, 1])."""
 
-    def __init__(self, model, card, device: torch.device | str = "cpu", thresholds: dict | None = None):
-        """``thresholds``: a run's own values of the card's thresholds (e.g. a lower score to calibrate)."""
+    def __init__(self, model, card, device: torch.device | str = "cpu", thresholds: dict | None = None,
+                 precision: str = "fp32"):
+        """``thresholds``: a run's own values of the card's thresholds (e.g. a lower score to calibrate).
+        ``precision``: the encoder's arithmetic, as ``device.resolve_precision`` gives it (fp32, bf16 or int8)."""
         self.model = model
         self.card = card
         self.device = torch.device(device)
-        self._autocast = autocaster(self.device)
+        cuda_autocast = self.device.type == "cuda" and precision != "fp32"
+        self._autocast = autocaster(self.device) if cuda_autocast else contextlib.nullcontext
+        self.encoder = TimedEncoder(model, precision, self.device)
         thresholds = {"score": 0.3, "mask_logit": 0.0, "nms_iou": 0.5, **(card.thresholds or {}), **(thresholds or {})}
         self.score_threshold = float(thresholds["score"])
         self.mask_logit = float(thresholds["mask_logit"])
@@ -86,7 +92,7 @@ class TilePredictor:
         Returns per tile a list of TileDetection with (T, T) masks."""
         B, C, T, _ = images.shape
         inputs = self.inputs(images)
-        embeddings = self._encode(inputs)
+        embeddings = self.encoder(inputs)
         with self._autocast():
             proposals = (self.model.proposer.proposals(self.model, embeddings, self.score_threshold, images=inputs)
                          if prompts is None else None)
@@ -113,15 +119,10 @@ class TilePredictor:
         x = torch.from_numpy(np.ascontiguousarray(images, np.float32)).to(self.device) * 255.0
         return model_input(x, self.img_size)
 
-    @torch.no_grad()
-    def _encode(self, inputs: torch.Tensor) -> torch.Tensor:
-        with self._autocast():
-            return self.model.encode(inputs)
-
     def embed(self, images: np.ndarray) -> torch.Tensor:
         """(B, C, T, T) float32 tiles in [0, 1] -> (B, C', h, w) image embeddings, as ``predict`` sees them
         (samgeo_ship.oneshot encodes its reference tiles through here too)."""
-        return self._encode(self.inputs(images))
+        return self.encoder(self.inputs(images))
 
     def _refine(self, embedding, boxes: torch.Tensor) -> torch.Tensor:
         """The boxes of the masks the proposed ``boxes`` give (input pixels), for a second decoder pass.
