@@ -69,16 +69,18 @@ class _Tiles:
     has_ships: np.ndarray
 
 
-def _load(refs, proposer: NativeProposer, img_size: int) -> _Tiles:
+def _load(refs, proposer: NativeProposer, img_size: int, chunk: int = 128) -> _Tiles:
     """Each tile as detection feeds it to the proposer: the chip upsampled to SAM's input size (model_input),
-    then pooled back to native pixels (NativeProposer.native)."""
-    inputs, masks = [], []
-    for ref in refs:
-        chip = torch.from_numpy(read_chip(ref)).float()[None]
-        inputs.append(proposer.native(model_input(chip, img_size))[0].half())
-        masks.append(read_instances(ref) if len(ref.dataset.boxes[ref.tile]) else
-                     np.zeros((0, *chip.shape[-2:]), bool))
-    return _Tiles(torch.stack(inputs), masks, np.array([len(m) > 0 for m in masks]))
+    then pooled back to native pixels (NativeProposer.native); in chunks, which is many times faster than one by
+    one."""
+    chips = [read_chip(ref) for ref in refs]
+    inputs = []
+    for start in range(0, len(chips), chunk):
+        batch = torch.from_numpy(np.stack(chips[start:start + chunk])).float()
+        inputs.append(proposer.native(model_input(batch, img_size)).half())
+    masks = [read_instances(ref) if len(ref.dataset.boxes[ref.tile]) else np.zeros((0, *c.shape[-2:]), bool)
+             for ref, c in zip(refs, chips)]
+    return _Tiles(torch.cat(inputs), masks, np.array([len(m) > 0 for m in masks]))
 
 
 def _batch(tiles: _Tiles, idx, rng: np.random.Generator, config: ProposerConfig, dropout: list[int]):
