@@ -80,6 +80,7 @@ class AerialPlan:
     sun: float = 0.0  # direction shadows fall (radians, image axes)
     haze: float = 0.0
     clouds: float = 0.0
+    blur: float = 0.5  # px: the optics, or a coarser image resampled to these pixels
 
 
 # Water of the real 1.5 m chips: dark teal and navy open sea, greener and lighter inshore, a grey glint sea.
@@ -310,6 +311,7 @@ def plan_aerial(spec: SynthSpec, path="scene") -> AerialPlan:
     plan.sun = rng.uniform(0, 2 * math.pi)
     plan.haze = float(rng.uniform(0, 0.35) if rng.random() < 0.4 else 0.0)
     plan.clouds = float(rng.uniform(0.05, 0.3) if rng.random() < 0.15 else 0.0)
+    plan.blur = float(rng.uniform(0.4, 1.4))
     shore, solid, berths = _shore(rng, cw, ch), [], []
     if shore is not None:
         xs = np.linspace(-2, cw + 2, 80)

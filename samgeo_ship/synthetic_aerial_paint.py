@@ -204,7 +204,7 @@ def render(plan: AerialPlan) -> np.ndarray:
                         0, 1)[..., None] * 2
         rgb = rgb * (1 - np.clip(cloud, 0, 0.95)) + 225 * np.clip(cloud, 0, 0.95)
     rgb = rgb * (1 - plan.haze) + np.array([150, 160, 170], np.float32) * plan.haze
-    img = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(0.5))
+    img = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(plan.blur))
     out = np.asarray(img, np.float32) + rng.normal(0, 1.5, (h, w, 3)).astype(np.float32)
     return np.clip(np.rint(out), 1, 255).astype(np.uint8).transpose(2, 0, 1)
 
