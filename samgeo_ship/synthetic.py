@@ -27,7 +27,7 @@ from samgeo_ship.synthetic_paint import write_raster
 from samgeo_ship.synthetic_scene import (BAND_NAMES, CONCRETE_C, LAND_C, QUAY_C, SceneTruth, Ship, SynthSpec,
                                          hull_outline)
 
-__all__ = ["BAND_NAMES", "SAMPLES", "SceneTruth", "Ship", "SynthSpec", "make_scene", "plan_scene", "write_raster",
+__all__ = ["AERIAL_SAMPLES", "BAND_NAMES", "SAMPLES", "SceneTruth", "Ship", "SynthSpec", "make_scene", "plan_scene", "write_raster",
            "write_samples", "write_truth"]
 
 
@@ -277,11 +277,19 @@ SAMPLES = {"harbour_s2_16bit": SynthSpec(1024, 1024, bands="s2", n_ships=40, see
            "harbour_4326": SynthSpec(768, 768, crs="EPSG:4326", bands="rgb8", n_ships=30, seed=3)}
 
 
+AERIAL_SAMPLES = {"harbour_aerial": SynthSpec(1024, 1024, pixel_size_m=0.5, bands="rgb8", n_ships=30, seed=4,
+                                               center_lonlat=(4.28, 51.9))}
+
+
 def write_samples(out_dir) -> None:
     """Regenerate the sample scenes and their truth in ``out_dir`` (sample_tiles/README.md lists them)."""
+    from samgeo_ship.synthetic_aerial_paint import make_aerial_scene  # it builds on this module: imported late
+
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     for name, spec in SAMPLES.items():
         make_scene(spec, Path(out_dir) / f"{name}.tif", Path(out_dir) / f"{name}.geojson")
+    for name, spec in AERIAL_SAMPLES.items():
+        make_aerial_scene(spec, Path(out_dir) / f"{name}.tif", Path(out_dir) / f"{name}.geojson")
 
 
 if __name__ == "__main__":
