@@ -75,7 +75,8 @@ def test_reduced_precision_finds_the_float32_ships_with_the_same_masks(small_har
 @pytest.mark.parametrize("precision", ["bf16", "int8"])
 def test_reduced_precision_masks_of_box_prompts_agree_with_float32(harbour, tiny_bundle, precision):
     # Around the harbour's first two ships (conftest.HULLS), in its UTM coordinates.
-    boxes = np.array([[500_400.0, 4_799_300.0, 500_800.0, 4_799_700.0], [501_150.0, 4_798_750.0, 501_650.0, 4_799_250.0]])
+    boxes = np.array([[500_400.0, 4_799_300.0, 500_800.0, 4_799_700.0],
+                      [501_150.0, 4_798_750.0, 501_650.0, 4_799_250.0]])
     ships = {p: ShipDetector(tiny_bundle, device="cpu", precision=p).detect(harbour, boxes=boxes)
              for p in ("fp32", precision)}
     assert len(ships["fp32"]) == 2

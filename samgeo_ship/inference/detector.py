@@ -206,9 +206,9 @@ class ShipDetector:
         # The learned prompter's specks (a glint, a fleck of foam) are dropped; a user's prompt is always answered.
         min_px = MIN_SHIP_PX * self.card.pixel_size_m / scene.ground_pixel_size_m if prompts is None else 0.0
         if on_plan is not None:
-            needs = {"batch_size": self.batch_size, "memory_mb": run_memory_mb(
-                self.model.config, self.precision, self.batch_size, grid.tile_size, len(scene.band_indexes), self.device)}
-            on_plan = _with(on_plan, needs)
+            needs = run_memory_mb(self.model.config, self.precision, self.batch_size, grid.tile_size,
+                                  len(scene.band_indexes), self.device)
+            on_plan = _with(on_plan, {"batch_size": self.batch_size, "memory_mb": needs})
         with _torch_threads(self.device):
             stream(scene, grid, self.predictor, prompts, self.batch_size, merger, progress, min_px, on_plan,
                    windows)
