@@ -78,7 +78,8 @@ def detect_run(scene: str, model: str, encoder_only: bool) -> dict:
     ships = detector.detect(scene, on_plan=plans.append)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     out = {"ships": len(ships), "detect_s": wall, "detect_cpu_s": cpu,
-           "encoder_in_detect_s": predictor.encoder.seconds, "encoder_share_in_detect": predictor.encoder.seconds / wall,
+           "encoder_in_detect_s": predictor.encoder.seconds,
+           "encoder_share_in_detect": predictor.encoder.seconds / wall,
            "detect_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "plan": plans[0],
            "batch_size": detector.batch_size, "precision": detector.precision}
     if encoder_only:
