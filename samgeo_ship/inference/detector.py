@@ -59,9 +59,9 @@ class ShipDetector:
             model input covers, so ships look larger or smaller to the model than in training.
         batch_size: tiles encoded at once; None chooses from the free memory and what one tile costs the
             encoder (``memory.auto_batch_size``).
-        precision: the image encoder's arithmetic: "auto" (bfloat16 where the CPU has it in hardware, or on CUDA
-            the device's autocast; else float32), "fp32", "bf16" or "int8" (CPU only); see
-            ``device.resolve_precision``.
+        precision: the image encoder's arithmetic: "auto" (bfloat16 for a vit_b-sized or wider encoder where the
+            CPU has it in hardware, or on CUDA the device's autocast; else float32), "fp32", "bf16" or "int8" (CPU
+            only); see ``device.resolve_precision``.
         score_threshold: the card's detection score threshold overridden for this detector.
         nodata: the fill value of scenes that declare none (pixels of that value in every band are invalid).
     """
@@ -70,7 +70,6 @@ class ShipDetector:
                  overlap: int | None = None, batch_size: int | None = None, score_threshold: float | None = None,
                  nodata: float | None = None, precision: str = "auto"):
         self.device = resolve_device(device)
-        self.precision = resolve_precision(precision, self.device)
         if isinstance(model, tuple):
             net, card = model
             self.model, self.card, self.name = net.to(self.device).eval(), card, card.model_type
@@ -78,6 +77,7 @@ class ShipDetector:
             path = model_path(model)
             self.model, self.card = load_model(path, self.device)
             self.name = path.name
+        self.precision = resolve_precision(precision, self.device, self.model.config.encoder_embed_dim)
         self.bands = parse_bands(bands)
         if overlap is None and tile_size is not None and self.any_resolution:
             overlap = int(tile_size) // 8  # the card's halo is for its own tile size
