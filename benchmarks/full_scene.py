@@ -47,8 +47,8 @@ with detector.open({scene!r}) as opened:
     detector.wet_grid(opened)  # timed alone here; detect does it again
     water_s = round(time.perf_counter() - w0, 2)
     ships = detector.detect(opened, progress=report, on_plan=lambda plan: log.write(json.dumps(plan) + "\\n"))
-print("@@" + json.dumps({{"tiles": tiles, "water_test_s": water_s, "tiles_skipped": detector.tiles_skipped, "ships": len(ships),
-                          "model": detector.name}}))
+print("@@" + json.dumps({{"tiles": tiles, "water_test_s": water_s, "tiles_skipped": detector.tiles_skipped,
+                          "ships": len(ships), "model": detector.name}}))
 """
 
 

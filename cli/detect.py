@@ -59,8 +59,8 @@ def output_path(scene: Path, output) -> Path:
               help="Tiles encoded at once.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
-              help="The image encoder's arithmetic; auto: bf16 where the CPU (or GPU) has it in hardware, else fp32. "
-                   "int8: CPU only.")
+              help="The image encoder's arithmetic; auto: bf16 on a GPU, and on a CPU with bf16 in hardware for "
+                   "vit_b-sized models and larger; else fp32. int8: CPU only.")
 @click.option("--preview", type=click.Path(dir_okay=False, path_type=Path), help="Also write a quick-look PNG.")
 @click.option("--progress", "progress_mode", type=click.Choice(MODES), default="bar",
               show_default=True, help="json: one JSON object per line on stdout (for the QGIS plugin).")

@@ -75,20 +75,24 @@ def test_reduced_precision_finds_the_float32_ships_with_the_same_masks(small_har
 @pytest.mark.parametrize("precision", ["bf16", "int8"])
 def test_reduced_precision_masks_of_box_prompts_agree_with_float32(harbour, tiny_bundle, precision):
     # Around the harbour's first two ships (conftest.HULLS), in its UTM coordinates.
-    boxes = np.array([[500_400.0, 4_799_300.0, 500_800.0, 4_799_700.0], [501_150.0, 4_798_750.0, 501_650.0, 4_799_250.0]])
+    boxes = np.array([[500_400.0, 4_799_300.0, 500_800.0, 4_799_700.0],
+                      [501_150.0, 4_798_750.0, 501_650.0, 4_799_250.0]])
     ships = {p: ShipDetector(tiny_bundle, device="cpu", precision=p).detect(harbour, boxes=boxes)
              for p in ("fp32", precision)}
     assert len(ships["fp32"]) == 2
     assert np.mean(matched_ious(ships["fp32"], ships[precision])) >= 0.9
 
 
-def test_precision_auto_follows_the_hardware_and_int8_is_cpu_only(monkeypatch):
+def test_precision_auto_follows_the_hardware_and_the_model_size_and_int8_is_cpu_only(monkeypatch):
     from samgeo_ship import device
 
+    vit_b, tiny = CONFIGS["vit_b"].encoder_embed_dim, CONFIGS["sam_tiny"].encoder_embed_dim
     monkeypatch.setattr(device, "native_bf16", lambda: False)
-    assert resolve_precision("auto", "cpu") == "fp32"
+    assert resolve_precision("auto", "cpu", vit_b) == "fp32"
     monkeypatch.setattr(device, "native_bf16", lambda: True)
-    assert resolve_precision("auto", "cpu") == "bf16" and resolve_precision("fp32", "cpu") == "fp32"
+    assert resolve_precision("auto", "cpu", vit_b) == "bf16" and resolve_precision("fp32", "cpu", vit_b) == "fp32"
+    assert resolve_precision("auto", "cpu", tiny) == "fp32"  # the default model keeps its float32 results
+    assert ShipDetector(None, device="cpu").precision == "fp32"
     with pytest.raises(ShipsegError, match="CPU only"):
         resolve_precision("int8", "cuda")
     with pytest.raises(ShipsegError, match="unknown precision"):

@@ -88,3 +88,10 @@ def test_detect_skips_dry_tiles_unless_all_tiles(tmp_path, tiny_bundle):
         events = [json.loads(line) for line in result.stdout.splitlines()]
         totals[bool(flag)] = next(e for e in events if e["event"] == "plan")["tiles_total"]
     assert totals[True] == 25 and totals[False] == 10  # water in columns 0-99 (+ 600 m): tile columns 0-1 kept
+
+
+def test_batch_passes_all_tiles_to_its_detectors(tiny_bundle):
+    from samgeo_ship.batch.worker import detector_for
+    skipping, everything = detector_for(tiny_bundle, "cpu"), detector_for(tiny_bundle, "cpu", all_tiles=True)
+    assert not skipping.all_tiles and everything.all_tiles
+    assert detector_for(tiny_bundle, "cpu", all_tiles=True) is everything  # each setting's model is loaded once

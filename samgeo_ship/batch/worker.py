@@ -18,8 +18,8 @@ from samgeo_ship.errors import ShipsegError
 from samgeo_ship.vector.writers import FORMATS, write_ships
 
 
-# The detectors of this process, keyed by (resolved bundle path, device, all tiles): a worker loads a model once and keeps it
-# for every later scene; their number is the number of real loads (``model_loads`` in the manifest).
+# The detectors of this process, keyed by (resolved bundle path, device, all tiles): a worker loads a model once and
+# keeps it for every later scene; their number is the number of real loads (``model_loads`` in the manifest).
 _DETECTORS: dict[tuple[str, str, bool], object] = {}
 _DETECTORS_LOCK = threading.Lock()
 

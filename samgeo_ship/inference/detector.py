@@ -60,9 +60,9 @@ class ShipDetector:
             model input covers, so ships look larger or smaller to the model than in training.
         batch_size: tiles encoded at once; None chooses from the free memory and what one tile costs the
             encoder (``memory.auto_batch_size``).
-        precision: the image encoder's arithmetic: "auto" (bfloat16 where the CPU has it in hardware, or on CUDA
-            the device's autocast; else float32), "fp32", "bf16" or "int8" (CPU only); see
-            ``device.resolve_precision``.
+        precision: the image encoder's arithmetic: "auto" (bfloat16 for a vit_b-sized or wider encoder where the
+            CPU has it in hardware, or on CUDA the device's autocast; else float32), "fp32", "bf16" or "int8" (CPU
+            only); see ``device.resolve_precision``.
         score_threshold: the card's detection score threshold overridden for this detector.
         nodata: the fill value of scenes that declare none (pixels of that value in every band are invalid).
         all_tiles: encode every tile; by default the learned prompter skips tiles far from any water in scenes
@@ -74,7 +74,6 @@ class ShipDetector:
                  overlap: int | None = None, batch_size: int | None = None, score_threshold: float | None = None,
                  nodata: float | None = None, precision: str = "auto", all_tiles: bool = False):
         self.device = resolve_device(device)
-        self.precision = resolve_precision(precision, self.device)
         if isinstance(model, tuple):
             net, card = model
             self.model, self.card, self.name = net.to(self.device).eval(), card, card.model_type
@@ -82,6 +81,7 @@ class ShipDetector:
             path = model_path(model)
             self.model, self.card = load_model(path, self.device)
             self.name = path.name
+        self.precision = resolve_precision(precision, self.device, self.model.config.encoder_embed_dim)
         self.bands = parse_bands(bands)
         if overlap is None and tile_size is not None and self.any_resolution:
             overlap = int(tile_size) // 8  # the card's halo is for its own tile size
@@ -220,9 +220,9 @@ class ShipDetector:
         # The learned prompter's specks (a glint, a fleck of foam) are dropped; a user's prompt is always answered.
         min_px = MIN_SHIP_PX * self.card.pixel_size_m / scene.ground_pixel_size_m if prompts is None else 0.0
         if on_plan is not None:
-            needs = {"batch_size": self.batch_size, "memory_mb": run_memory_mb(
-                self.model.config, self.precision, self.batch_size, grid.tile_size, len(scene.band_indexes), self.device)}
-            on_plan = _with(on_plan, needs)
+            needs = run_memory_mb(self.model.config, self.precision, self.batch_size, grid.tile_size,
+                                  len(scene.band_indexes), self.device)
+            on_plan = _with(on_plan, {"batch_size": self.batch_size, "memory_mb": needs})
         with _torch_threads(self.device):
             stream(scene, grid, self.predictor, prompts, self.batch_size, merger, progress, min_px, on_plan,
                    windows)

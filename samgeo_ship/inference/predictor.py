@@ -93,9 +93,12 @@ class TilePredictor:
         B, C, T, _ = images.shape
         inputs = self.inputs(images)
         embeddings = self.encoder(inputs)
-        with self._autocast():
-            proposals = (self.model.proposer.proposals(self.model, embeddings, self.score_threshold, images=inputs)
-                         if prompts is None else None)
+        proposals = None
+        if prompts is None:
+            laid_out, images_laid_out = self._conv_layout(embeddings, inputs)
+            with self._autocast():
+                proposals = self.model.proposer.proposals(self.model, laid_out, self.score_threshold,
+                                                          images=images_laid_out)
         out = []
         for b in range(B):
             if prompts is None:
@@ -109,6 +112,15 @@ class TilePredictor:
             else:
                 out.append(self._decode_user(embeddings[b], T, prompts[b]))
         return out
+
+    def _conv_layout(self, embeddings: torch.Tensor, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The proposer's inputs in the memory layout its convolutions run fastest in: channels-last on a CPU, where
+        oneDNN convolves it nearly twice as fast (the learned prompter's pixel branch convolves the full-size input);
+        the values are the same."""
+        if self.device.type != "cpu":
+            return embeddings, inputs
+        return (embeddings.contiguous(memory_format=torch.channels_last),
+                inputs.contiguous(memory_format=torch.channels_last))
 
     def inputs(self, images: np.ndarray) -> torch.Tensor:
         """(B, C, T, T) float32 tiles in [0, 1], C = 1 or 3 -> (B, 3, S, S) model inputs in [0, 255] on the device.
