@@ -33,6 +33,7 @@ from samgeo_ship.bands import parse_bands  # noqa: E402
 from samgeo_ship.dataset import prepare_dataset  # noqa: E402
 from samgeo_ship.errors import NoSuchBand  # noqa: E402
 from samgeo_ship.inference.evaluate import score_scene  # noqa: E402
+from samgeo_ship.models.bundle import read_card  # noqa: E402
 from samgeo_ship.raster import Scene  # noqa: E402
 from samgeo_ship.training.native import ProposerConfig, train_proposer  # noqa: E402
 
@@ -43,23 +44,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--folds", default="1,2,3,4", help="[%(default)s]")
     p.add_argument("--bands", default="B08", help="the model's bands, 1 or 3 by name [%(default)s]")
-    p.add_argument("--epochs", type=int, default=8, help="[%(default)s]")
+    p.add_argument("--epochs", type=int, default=12, help="[%(default)s]")
     p.add_argument("--train-batch", type=int, default=16, help="tiles per training step [%(default)s]")
     p.add_argument("--width", type=int, default=16, help="channels of the proposer [%(default)s]")
     p.add_argument("--negatives", type=float, default=0.1, help="share of shipless tiles per epoch [%(default)s]")
     p.add_argument("--lr", type=float, default=4e-3, help="[%(default)s]")
-    p.add_argument("--band-dropout", default="", help="bands blanked in 30%% of the training tiles [none]")
-    p.add_argument("--max-minutes", type=float, default=7.0, help="training budget per fold (0: none) [%(default)s]")
+    p.add_argument("--max-minutes", type=float, default=11.0, help="training budget per fold (0: none) [%(default)s]")
     p.add_argument("--sam", type=Path, default=cv.SYNTHETIC_BASE,
                    help="bundle whose SAM decodes the proposals; it must never have seen sen2ships [%(default)s]")
     p.add_argument("--tile-size", type=int, default=64, help="[%(default)s]")
     p.add_argument("--overlap", type=int, default=8, help="[%(default)s]")
     p.add_argument("--batch-size", type=int, default=8, help="tiles per detection batch [%(default)s]")
     p.add_argument("--seed", type=int, default=0, help="[%(default)s]")
-    p.add_argument("--threads", type=int, default=2, help="[%(default)s]")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads; on a loaded 2-core machine 1 is three times faster than 2 [%(default)s]")
     p.add_argument("--data", type=Path, default=DATA, help="[%(default)s]")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "sen2ships_native",
                    help="[%(default)s]")
+    p.add_argument("--skip-train", action="store_true",
+                   help="score the fold models already in OUT/models/ instead of training them again")
+    p.add_argument("--aggregate", action="store_true",
+                   help="pool the folds already scored in OUT/folds/ (runs of some folds each, side by side) into "
+                        "OUT/results.md without running any")
     p.add_argument("--quick", action="store_true", help="a smoke run: the first fold, 1 epoch")
     args = p.parse_args(argv)
     args.folds = [int(k) for k in args.folds.split(",")]
@@ -96,12 +102,13 @@ def run_fold(k: int, args) -> dict:
     path = args.out / "models" / f"fold{k}.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
     config = ProposerConfig(epochs=args.epochs, batch_size=args.train_batch, width=args.width, negatives=args.negatives, lr=args.lr,
-                            seed=args.seed, threads=args.threads, max_minutes=args.max_minutes, init=str(args.sam),
-                            band_dropout=[b for b in args.band_dropout.split(",") if b])
+                            seed=args.seed, threads=args.threads, max_minutes=args.max_minutes, init=str(args.sam))
     report = lambda r: print(f"  epoch {r['epoch']}: loss {r['loss']:.3f}, val box F1 {r['f1']:.3f} at "
                              f"{r['score_threshold']:g} ({r['seconds']:.0f} s)", flush=True)
     t0, c0 = time.perf_counter(), time.process_time()
-    result = train_proposer([sets[s] for s in used], path, config, on_epoch=report)
+    if not (args.skip_train and path.is_file()):
+        train_proposer([sets[s] for s in used], path, config, on_epoch=report)
+    card = read_card(path)
     t1, c1 = time.perf_counter(), time.process_time()
     scored = {}
     for name in tests:
@@ -114,13 +121,39 @@ def run_fold(k: int, args) -> dict:
         scored[name] = (score, cv.moored(scene, score.truth))
         print(f"  {name}: {cv.summary_line(cv.summarise([scored[name]]))}", flush=True)
     t2, c2 = time.perf_counter(), time.process_time()
-    return {"fold": k, "train": used, "test": list(tests), "threshold": result.card.thresholds["score"],
-            "best_epoch": result.card.training["best_epoch"], "epochs": result.card.training["epochs"],
-            "val": result.card.validation,
+    fold = {"fold": k, "train": used, "test": list(tests), "threshold": card.thresholds["score"],
+            "best_epoch": card.training["best_epoch"], "epochs": card.training["epochs"], "val": card.validation,
             "seconds": {"train": round(t1 - t0, 1), "evaluate": round(t2 - t1, 1)},
             "cpu_seconds": {"train": round(c1 - c0, 1), "evaluate": round(c2 - c1, 1)},
             "scenes": {n: cv.summarise([s]) for n, s in scored.items()},
-            "pooled": cv.summarise(list(scored.values())) if scored else None, "_scored": list(scored.values())}
+            "pooled": cv.summarise(list(scored.values())) if scored else None}
+    out = args.out / "folds" / f"fold{k}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(out) as tmp:
+        Path(tmp).write_text(json.dumps(fold, indent=1, default=str))
+    return fold
+
+
+def pool(summaries: list[dict]) -> dict:
+    """Scores pooled over scenes from their summaries (cv.summarise): counts add up; the box-prompted IoUs are
+    means over ships, weighted by each scene's ships."""
+    n = lambda key: sum(r[key] for r in summaries)
+    tp, predicted, ships = n("tp"), n("predicted"), n("ships")
+    p, r = tp / max(predicted, 1), tp / max(ships, 1)
+
+    def mean(key):
+        pairs = [(r[key], r["ships"]) for r in summaries if r[key] is not None]
+        return sum(v * w for v, w in pairs) / sum(w for _, w in pairs) if pairs else None
+
+    places = {}
+    for place in cv.PLACES:
+        found = sum(r["recall_by_place"][place]["found"] for r in summaries)
+        total = sum(r["recall_by_place"][place]["ships"] for r in summaries)
+        places[place] = {"found": found, "ships": total, "recall": found / total if total else None}
+    return {"ships": ships, "predicted": predicted, "tp": tp, "fp": predicted - tp, "fn": ships - tp,
+            "precision": p, "recall": r, "f1": 2 * p * r / max(p + r, 1e-9),
+            "box_prompt_iou": mean("box_prompt_iou"), "box_baseline_iou": mean("box_baseline_iou"),
+            "recall_by_place": places}
 
 
 def markdown(result: dict) -> str:
@@ -145,10 +178,10 @@ def markdown(result: dict) -> str:
         f"# sen2ships native-proposer cross-validation: folds {','.join(map(str, a['folds']))}", "",
         f"bands {a['bands']}, proposer width {a['width']}, up to {a['epochs']} epochs"
         f"{', at most ' + format(a['max_minutes'], 'g') + ' min' if a['max_minutes'] else ''} per fold, lr "
-        f"{a['lr']:g}, negatives {a['negatives']:g}, band dropout {a['band_dropout'] or 'none'}, SAM of "
+        f"{a['lr']:g}, negatives {a['negatives']:g}, SAM of "
         f"{Path(a['sam']).name}, tiles {a['tile_size']} px (overlap {a['overlap']}), seed {a['seed']}, "
         f"{a['threads']} thread(s).", "", *lines, "",
-        f"Wall time {result['wall_seconds'] / 60:.1f} min (per fold "
+        f"Wall time {result['wall_seconds'] / 60:.1f} min{' summed over the folds' if a['aggregate'] else ''} (per fold "
         + "; ".join(f"{f['fold']}: train {f['seconds']['train']:.0f} s ({f['epochs']} epochs, best "
                     f"{f['best_epoch']}), evaluate {f['seconds']['evaluate']:.0f} s" for f in result["folds"])
         + f"); load average {result['load_average_15min']:g} at the end.", ""])
@@ -158,11 +191,15 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     started = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
-    folds = [run_fold(k, args) for k in args.folds]
+    if args.aggregate:
+        folds = [json.loads(p.read_text()) for p in sorted((args.out / "folds").glob("fold*.json"))]
+        args.folds = [f["fold"] for f in folds]
+    else:
+        folds = [run_fold(k, args) for k in args.folds]
     result = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-              "overall": cv.summarise([s for f in folds for s in f["_scored"]]),
-              "folds": [{k: v for k, v in f.items() if k != "_scored"} for f in folds]}
-    result["wall_seconds"] = round(time.perf_counter() - started, 1)
+              "overall": pool([r for f in folds for r in f["scenes"].values()]), "folds": folds}
+    result["wall_seconds"] = round(time.perf_counter() - started, 1) if not args.aggregate else sum(
+        f["seconds"]["train"] + f["seconds"]["evaluate"] for f in folds)
     result["load_average_15min"] = round(os.getloadavg()[2], 2)
     text = markdown(result)
     with atomic_file(args.out / "results.md") as tmp:

@@ -60,15 +60,12 @@ from samgeo_ship.training.prompts import PromptRecipe
               help="What to train: prompter (SAM and its prompter on image embeddings, the options above) or native "
                    "(a convolutional proposer at the datasets' own pixels, without SAM's encoder; its boxes prompt "
                    "the SAM of --init, untrained without it).")
-@click.option("--band-dropout", default="", metavar="BANDS",
-              help="With --proposer native: bands (by name, comma-separated) blanked in a random 30% of the training "
-                   "tiles, so the model also runs on scenes without them (the card lists them).")
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="CPU threads [all cores].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def train(ctx, datasets, output, model_type, encoder, epochs, batch_size, lr, val_fraction, val_datasets, patience,
           seed, device, resume, base_checkpoint, cache_dir, no_augment, lora_rank, lora_alpha, init_model, negatives,
-          negative_ratio, box_prior, negative_boxes, prompter_pixels, max_minutes, proposer, band_dropout, threads, quiet):
+          negative_ratio, box_prior, negative_boxes, prompter_pixels, max_minutes, proposer, threads, quiet):
     """Fine-tune SAM and its ship prompter on DATASETS (directories made by shipseg prepare).
 
     Example: shipseg train harbour_ds/ -o ships.safetensors --model-type vit_b --epochs 30
@@ -129,8 +126,7 @@ def _train_native(ctx, datasets, output, val_datasets, quiet):
                             lr=p["lr"] or ProposerConfig.lr, val_fraction=p["val_fraction"],
                             patience=p["patience"], seed=p["seed"], device=p["device"], augment=not p["no_augment"],
                             threads=p["threads"], max_minutes=p["max_minutes"], init=p["init_model"],
-                            model_type=p["model_type"], negatives=p["negatives"],
-                            band_dropout=[b.strip() for b in p["band_dropout"].split(",") if b.strip()])
+                            model_type=p["model_type"], negatives=p["negatives"])
 
     def on_epoch(r):
         if not quiet:

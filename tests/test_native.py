@@ -12,7 +12,7 @@ import torch
 
 from samgeo_ship import ShipDetector, calibrate, evaluate as evaluate_scene
 from samgeo_ship.models.bundle import load_bundle, read_card
-from samgeo_ship.models.native import NativeProposer, decode, native_loss, native_targets
+from samgeo_ship.models.native import DEFAULT_WIDTH, NativeProposer, decode, native_loss, native_targets
 from samgeo_ship.models.prompter import Prompter
 from samgeo_ship.training.native import ProposerConfig, box_f1, train_proposer
 
@@ -83,7 +83,7 @@ def test_the_bundle_stores_the_proposer_and_the_sam_of_init(native_bundle, tiny_
     model, card = load_bundle(native_bundle.path)
     assert card.kind == "native" and isinstance(model.proposer, NativeProposer)
     assert not hasattr(model, "prompter") and "native" in card.stored
-    assert card.proposer["width"] == 32 and card.proposer["sam_from"] == tiny_bundle.name
+    assert card.proposer["width"] == DEFAULT_WIDTH and card.proposer["sam_from"] == tiny_bundle.name
     assert 0 < card.thresholds["score"] < 1
     base, _ = load_bundle(tiny_bundle)
     assert torch.equal(model.sam.mask_decoder.iou_token.weight, base.sam.mask_decoder.iou_token.weight)
@@ -118,14 +118,8 @@ def test_detect_evaluate_and_calibrate_use_it_without_options(tmp_path, native_b
 def test_shipseg_train_native_writes_a_native_bundle(tmp_path, native_sets, tiny_bundle):
     out = tmp_path / "cli.safetensors"
     result = run_cli("train", native_sets[0], "--proposer", "native", "--init", tiny_bundle, "--epochs", 2,
-                     "--val", native_sets[1], "--band-dropout", "B", "-o", out, "-q", "--threads", 1)
+                     "--val", native_sets[1], "-o", out, "-q", "--threads", 1)
     assert result.exit_code == 0, result.output
     card = read_card(out)
-    assert card.kind == "native" and card.proposer["band_dropout"] == ["B"]
+    assert card.kind == "native" and card.proposer["width"] == DEFAULT_WIDTH
     assert json.loads(card.to_json())["training"]["recipe"]["proposer"] == "native"
-
-
-def test_band_dropout_of_a_band_the_datasets_lack_is_refused(tmp_path, native_sets):
-    out = tmp_path / "x.safetensors"
-    result = run_cli("train", native_sets[0], "--proposer", "native", "--band-dropout", "B11", "-o", out, "-q")
-    assert result.exit_code == 2 and "B11" in result.stderr and not out.exists()

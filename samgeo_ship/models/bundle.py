@@ -74,7 +74,7 @@ class BundleCard:
     box_prior: float = 0.0  # ShipSam.box_prior the weights were trained with
     prompter_pixels: int = 0  # channels of the prompter's pixel branch (0: none, bundles older than it)
     oneshot: dict = field(default_factory=dict)
-    # The native proposer's shape and training, e.g. {"width": 32, "band_dropout": ["B04"], "recipe": {...}}.
+    # The native proposer's shape and provenance, e.g. {"width": 16, "sam_from": "default.safetensors"}.
     proposer: dict = field(default_factory=dict)
     # {"band": "B08", "min": 2.0}: detection drops ships whose contrast with the water around them in that band is
     # below min (samgeo_ship.inference.contrast; set by ``shipseg calibrate --contrast-band``); empty: no test.

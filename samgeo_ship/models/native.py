@@ -24,7 +24,7 @@ from torch import nn
 from samgeo_ship.models.proposer import Proposals, heat_peaks
 
 KIND = "native"
-DEFAULT_WIDTH = 32
+DEFAULT_WIDTH = 16
 # CenterNet's prior: heatmap logits start at p = 0.05, so the focal loss does not explode on the first steps.
 _PRIOR_BIAS = -math.log((1 - 0.05) / 0.05)
 MAX_EDGE_LOG = 6.0  # log(1 + px) of a box edge: ~400 px, beyond any tile's ship

@@ -8,7 +8,7 @@ import copy
 import dataclasses
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -19,7 +19,7 @@ from samgeo_ship.dataset import read_chip, read_instances
 from samgeo_ship.device import resolve_device
 from samgeo_ship.errors import ShipsegError, fail
 from samgeo_ship.models.bundle import BundleCard, load_bundle, save_bundle
-from samgeo_ship.models.native import KIND, NativeProposer, decode, native_loss, native_targets
+from samgeo_ship.models.native import DEFAULT_WIDTH, KIND, NativeProposer, decode, native_loss, native_targets
 from samgeo_ship.models.registry import CONFIGS, build_sam
 from samgeo_ship.models.shipsam import ShipSam, model_input
 from samgeo_ship.training.augment import VARIANTS, apply_variant
@@ -36,8 +36,6 @@ class ProposerConfig:
     """A native proposer's training run (the card's ``proposer.recipe`` records it).
 
     negatives: share of the shipless tiles drawn afresh each epoch (all tiles with ships are in every epoch).
-    band_dropout: band names of the datasets that are blanked (set to mid-grey) in a random ``dropout_p`` share of
-        the training tiles, so the proposer learns to do without them; the card lists them.
     init: the bundle whose SAM decodes the proposals into masks (its ``box_prior`` too); None: an untrained
         ``model_type`` SAM (tests, or a proposer to be joined to a SAM later)."""
 
@@ -45,7 +43,7 @@ class ProposerConfig:
     batch_size: int = 32
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    width: int = 32
+    width: int = DEFAULT_WIDTH
     negatives: float = 0.3
     val_fraction: float = 0.2
     patience: int = 8
@@ -54,8 +52,6 @@ class ProposerConfig:
     augment: bool = True
     threads: int | None = None
     max_minutes: float | None = None
-    band_dropout: list[str] = field(default_factory=list)
-    dropout_p: float = 0.3
     init: str | None = None
     model_type: str = "sam_tiny"
 
@@ -83,7 +79,7 @@ def _load(refs, proposer: NativeProposer, img_size: int, chunk: int = 128) -> _T
     return _Tiles(torch.cat(inputs), masks, np.array([len(m) > 0 for m in masks]))
 
 
-def _batch(tiles: _Tiles, idx, rng: np.random.Generator, config: ProposerConfig, dropout: list[int]):
+def _batch(tiles: _Tiles, idx, rng: np.random.Generator, config: ProposerConfig):
     xs, ms = [], []
     for i in idx:
         x, m = tiles.inputs[i].float().numpy(), tiles.masks[i]
@@ -92,9 +88,6 @@ def _batch(tiles: _Tiles, idx, rng: np.random.Generator, config: ProposerConfig,
             x, m = apply_variant(x, v), apply_variant(m, v)
             # Haze, sun and the per-scene stretch move each band's level and spread between scenes.
             x = x * rng.uniform(0.75, 1.25, (len(x), 1, 1)) + rng.uniform(-0.15, 0.15, (len(x), 1, 1))
-        if dropout and rng.random() < config.dropout_p:
-            x = x.copy()
-            x[dropout] = 0.0
         xs.append(torch.from_numpy(np.ascontiguousarray(x, np.float32)))
         ms.append(torch.from_numpy(np.ascontiguousarray(m)))
     return torch.stack(xs), native_targets(ms, xs[0].shape[-1])
@@ -102,27 +95,32 @@ def _batch(tiles: _Tiles, idx, rng: np.random.Generator, config: ProposerConfig,
 
 def box_f1(found, truths, thresholds=THRESHOLDS) -> dict:
     """Box F1 at IoU MATCH_IOU at each score threshold. ``found``: per tile (boxes (N, 4), scores (N,));
-    ``truths``: per tile (M, 4) truth boxes, in the same pixels. Greedy one-to-one, highest score first."""
+    ``truths``: per tile (M, 4) truth boxes, in the same pixels. Greedy one-to-one, highest score first: the
+    detections above a threshold are a prefix of the score order, and greedy matching of a prefix is the prefix of
+    the greedy matching, so one matching per tile serves every threshold."""
     from torchvision.ops import box_iou
 
-    result = {}
-    n_truth = sum(len(t) for t in truths)
-    for t in thresholds:
-        tp = n_pred = 0
-        for (boxes, scores), truth in zip(found, truths):
-            keep = scores >= t
-            boxes, scores = boxes[keep], scores[keep]
-            n_pred += len(boxes)
-            if not len(boxes) or not len(truth):
-                continue
-            iou = box_iou(boxes[scores.argsort(descending=True)], torch.tensor(np.asarray(truth), dtype=torch.float32))
+    scores, matched = [], []
+    for (boxes, s), truth in zip(found, truths):
+        order = s.argsort(descending=True)
+        s, hit = s[order], torch.zeros(len(order), dtype=torch.bool)
+        if len(order) and len(truth):
+            iou = box_iou(boxes[order], torch.tensor(np.asarray(truth), dtype=torch.float32))
             used = torch.zeros(iou.shape[1], dtype=torch.bool)
-            for row in iou:
-                row = torch.where(used, torch.zeros_like(row), row)
+            for i, row in enumerate(iou):
+                row = row.masked_fill(used, 0)
                 j = int(row.argmax())
                 if row[j] >= MATCH_IOU:
-                    used[j] = True
-                    tp += 1
+                    used[j] = hit[i] = True
+        scores.append(s.numpy())
+        matched.append(hit.numpy())
+    scores = np.concatenate(scores) if scores else np.zeros(0)
+    matched = np.concatenate(matched) if matched else np.zeros(0, bool)
+    n_truth = sum(len(t) for t in truths)
+    result = {}
+    for t in thresholds:
+        above = scores >= t
+        tp, n_pred = int((matched & above).sum()), int(above.sum())
         p, r = tp / max(n_pred, 1), tp / max(n_truth, 1)
         result[float(t)] = {"precision": p, "recall": r, "f1": 2 * p * r / max(p + r, 1e-9), "tp": tp}
     return result
@@ -141,12 +139,6 @@ class ProposerTrainer:
         self.train_sets = open_datasets(datasets)
         self.val_sets = open_datasets(list(val_datasets)) if val_datasets else []
         open_datasets([d.path for d in self.train_sets + self.val_sets])
-        bands = list(self.train_sets[0].card["bands"])
-        unknown = [b for b in config.band_dropout if b not in bands]
-        if unknown:
-            raise ShipsegError(f"band dropout names {', '.join(unknown)}, which the datasets do not hold "
-                               f"({', '.join(bands)})")
-        self.dropout = [bands.index(b) for b in config.band_dropout]
         self.train_refs, self.val_refs = split_tiles(self.train_sets, self.val_sets, config.val_fraction, config.seed)
         if not self.train_refs:
             raise ShipsegError("no training tiles are left after the validation split; lower --val-fraction")
@@ -190,8 +182,7 @@ class ProposerTrainer:
             net.train()
             losses = []
             for start in range(0, len(order), config.batch_size):
-                x, targets = _batch(self.train_tiles, order[start:start + config.batch_size], rng, config,
-                                    self.dropout)
+                x, targets = _batch(self.train_tiles, order[start:start + config.batch_size], rng, config)
                 loss, parts = native_loss(net(x.to(self.device)), [t.to(self.device) for t in targets])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -261,8 +252,7 @@ class ProposerTrainer:
             encoder_mode=sam["encoder_mode"], stored=sam["stored"] + [KIND], lora=sam["lora"], kind=KIND,
             validation={k: best[k] for k in ("f1", "precision", "recall", "ships") if k in best}
             | ({"best_epoch": best_epoch, "what": "proposal boxes at IoU 0.5, per tile"} if best else {}),
-            proposer={"width": self.config.width, "band_dropout": list(self.config.band_dropout),
-                      "sam_from": Path(self.config.init).name if self.config.init else "untrained",
+            proposer={"width": self.config.width, "sam_from": Path(self.config.init).name if self.config.init else "untrained",
                       "sam_bands": list(init.bands) if init is not None else None},
             training={
                 "datasets": [{"path": str(d.path), "scene": d.card.get("scene"), "tiles": len(d.tiles),
