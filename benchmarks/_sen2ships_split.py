@@ -11,3 +11,6 @@ DATA = Path(os.environ.get("SHIPSEG_SEN2SHIPS",
 FOLDS = (("gdynia", "algiers", "cartagena"), ("genoa", "valencia", "hedland"), ("marseille", "busan", "klang"))
 # Per fold, a scene of the other folds held out of training: it stops training and sets the score threshold.
 VALIDATION = ("hedland", "klang", "cartagena")
+# The eleven-scene split of the native-proposer cross-validation (benchmarks/sen2ships_native.py): the three folds
+# above plus the two scenes with only some bands (santos 24 S: B04 B03 B08 B11; los_angeles 34 N: B08 B11).
+FOLDS_ALL = FOLDS + (("santos", "los_angeles"),)

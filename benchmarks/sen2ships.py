@@ -178,15 +178,33 @@ def synthetic(n: int, args) -> list[Path]:
 # ---- land --------------------------------------------------------------------------------------------------------
 def land_mask(scene_path: Path, ships) -> np.ndarray:
     """(H, W) bool land of a whole scene by the NDWI rule of the module docstring (sen2ships scenes are at most
-    2201 px a side, so the benchmark reads them whole)."""
-    with Scene.open(scene_path, bands=["B03", "B08"]) as scene:
-        (green, nir), valid = scene.read_raw(Window(0, 0, scene.width, scene.height))
+    2201 px a side, so the benchmark reads them whole). A scene without green (los_angeles) finds its water by
+    Otsu's threshold of B08 instead: water is dark in near infrared."""
+    with Scene.open(scene_path) as scene:
+        has_green = "B03" in scene.descriptions
+    with Scene.open(scene_path, bands=["B03", "B08"] if has_green else ["B08"]) as scene:
+        bands, valid = scene.read_raw(Window(0, 0, scene.width, scene.height))
         transform, one_px = scene.transform, scene.pixel_size[0]
-    water = green.astype(np.int32) > nir.astype(np.int32)
+    if has_green:
+        water = bands[0].astype(np.int32) > bands[1].astype(np.int32)
+    else:
+        nir = bands[0].astype(np.float64)
+        water = nir < otsu(nir[valid])
     if len(ships):
         water |= rasterize(ships.buffer(one_px), out_shape=water.shape, transform=transform, dtype=np.uint8) > 0
     water = sieve(water.astype(np.uint8), size=SIEVE_PX, connectivity=8) > 0
     return ~water & valid
+
+
+def otsu(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold of ``values``: the cut that maximises the between-class variance of their histogram."""
+    hist, edges = np.histogram(values, bins)
+    centres = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    s0 = np.cumsum(hist * centres)
+    m0, m1 = s0 / np.maximum(w0, 1), (s0[-1] - s0) / np.maximum(w1, 1)
+    return float(centres[np.argmax(w0 * w1 * (m0 - m1) ** 2)])
 
 
 def moored(scene_path: Path, ships) -> np.ndarray:

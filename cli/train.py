@@ -9,6 +9,7 @@ from samgeo_ship.outputs import check_outputs
 from samgeo_ship.training import TrainConfig, train as run_training
 from samgeo_ship.training.advice import dataset_advice
 from samgeo_ship.training.modes import MODES
+from samgeo_ship.training.native import ProposerConfig, train_proposer
 from samgeo_ship.training.prompts import PromptRecipe
 
 
@@ -55,17 +56,27 @@ from samgeo_ship.training.prompts import PromptRecipe
               help="Channels of the prompter's convolutional branch on the input pixels (0: embeddings only).")
 @click.option("--max-minutes", default=None, type=click.FloatRange(min=0, min_open=True),
               help="Stop after the first epoch that ends past this many minutes; the best epoch is kept.")
+@click.option("--proposer", type=click.Choice(["prompter", "native"]), default="prompter", show_default=True,
+              help="What to train: prompter (SAM and its prompter on image embeddings, the options above) or native "
+                   "(a convolutional proposer at the datasets' own pixels, without SAM's encoder; its boxes prompt "
+                   "the SAM of --init, untrained without it).")
+@click.option("--band-dropout", default="", metavar="BANDS",
+              help="With --proposer native: bands (by name, comma-separated) blanked in a random 30% of the training "
+                   "tiles, so the model also runs on scenes without them (the card lists them).")
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="CPU threads [all cores].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def train(ctx, datasets, output, model_type, encoder, epochs, batch_size, lr, val_fraction, val_datasets, patience,
           seed, device, resume, base_checkpoint, cache_dir, no_augment, lora_rank, lora_alpha, init_model, negatives,
-          negative_ratio, box_prior, negative_boxes, prompter_pixels, max_minutes, threads, quiet):
+          negative_ratio, box_prior, negative_boxes, prompter_pixels, max_minutes, proposer, band_dropout, threads, quiet):
     """Fine-tune SAM and its ship prompter on DATASETS (directories made by shipseg prepare).
 
     Example: shipseg train harbour_ds/ -o ships.safetensors --model-type vit_b --epochs 30
     """
     check_outputs({output: {".safetensors"}}, inputs=[*datasets, *val_datasets, init_model, base_checkpoint])
+    if proposer == "native":
+        _train_native(ctx, datasets, output, val_datasets, quiet)
+        return
     config = TrainConfig(model_type=model_type, encoder=encoder, epochs=epochs, batch_size=batch_size, lr=lr,
                          val_fraction=val_fraction, patience=patience, seed=seed, device=device,
                          augment=not no_augment, lora_rank=lora_rank, lora_alpha=lora_alpha,
@@ -106,4 +117,29 @@ def train(ctx, datasets, output, model_type, encoder, epochs, batch_size, lr, va
                f"{v['box_baseline_iou']:.3f}), best epoch {v['best_epoch']}") if v.get("mask_iou") is not None \
         else "no validation tiles"
     click.echo(f"{output}: {result.card.model_type} ({result.card.encoder_mode} encoder), "
+               f"{result.card.training['epochs']} epochs, {summary}")
+
+
+def _train_native(ctx, datasets, output, val_datasets, quiet):
+    """`shipseg train --proposer native`: the options that apply to a proposer trained apart from SAM."""
+    p = ctx.params
+    # --batch-size's default is SAM's; tiles at native pixels are cheap, so the proposer's own default is larger.
+    given = ctx.get_parameter_source("batch_size") == click.core.ParameterSource.COMMANDLINE
+    config = ProposerConfig(epochs=p["epochs"], batch_size=p["batch_size"] if given else ProposerConfig.batch_size,
+                            lr=p["lr"] or ProposerConfig.lr, val_fraction=p["val_fraction"],
+                            patience=p["patience"], seed=p["seed"], device=p["device"], augment=not p["no_augment"],
+                            threads=p["threads"], max_minutes=p["max_minutes"], init=p["init_model"],
+                            model_type=p["model_type"], negatives=p["negatives"],
+                            band_dropout=[b.strip() for b in p["band_dropout"].split(",") if b.strip()])
+
+    def on_epoch(r):
+        if not quiet:
+            tqdm.write(f"epoch {r['epoch']}: loss {r['loss']:.3f}" + (
+                f", val box F1 {r['f1']:.3f} at {r['score_threshold']:g}" if "f1" in r else "") + f", {r['seconds']:.0f} s")
+
+    result = train_proposer(list(datasets), output, config, val_datasets=list(val_datasets), recipe=dict(p),
+                            on_epoch=on_epoch)
+    v = result.card.validation
+    summary = f"val box F1 {v['f1']:.3f}, best epoch {v['best_epoch']}" if "f1" in v else "no validation tiles"
+    click.echo(f"{output}: native proposer on {result.card.model_type} SAM ({result.card.proposer['sam_from']}), "
                f"{result.card.training['epochs']} epochs, {summary}")

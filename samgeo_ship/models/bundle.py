@@ -20,6 +20,7 @@ from samgeo_ship.atomic import atomic_file
 from samgeo_ship.errors import fail
 from samgeo_ship.models.lora import add_lora, is_lora_key
 from samgeo_ship.models.card_schema import check_card, check_config
+from samgeo_ship.models.native import KIND as NATIVE, NativeProposer
 from samgeo_ship.models.prompter import Prompter
 from samgeo_ship.models.proposer import Proposer
 from samgeo_ship.models.registry import CONFIGS, SamConfig, build_sam, expected_shapes, read_checkpoint
@@ -31,7 +32,7 @@ FORMAT = "shipseg-bundle/1"
 # The proposer class (models.proposer.Proposer) each bundle ``kind`` carries. A feature package that adds a kind
 # registers it where its proposer is defined (samgeo_ship.oneshot: "oneshot"), so that models imports nothing above
 # it; samgeo_ship's __init__ imports those packages, so any loader finds every kind.
-BUNDLE_KINDS: dict[str, type[Proposer]] = {"shipsam": Prompter}
+BUNDLE_KINDS: dict[str, type[Proposer]] = {"shipsam": Prompter, NATIVE: NativeProposer}
 
 
 def register_kind(kind: str, proposer: type[Proposer]) -> None:
@@ -67,11 +68,14 @@ class BundleCard:
     shipseg_version: str = __version__
     format: str = FORMAT
     # The proposer (BUNDLE_KINDS) - "shipsam": the learned prompter proposes ships; "oneshot": their likeness to
-    # reference ships does (samgeo_ship.oneshot; its settings and provenance are in ``oneshot``).
+    # reference ships does (samgeo_ship.oneshot; its settings and provenance are in ``oneshot``); "native": a
+    # convolutional network at the model's own pixels does (models.native; its shape and recipe in ``proposer``).
     kind: str = "shipsam"
     box_prior: float = 0.0  # ShipSam.box_prior the weights were trained with
     prompter_pixels: int = 0  # channels of the prompter's pixel branch (0: none, bundles older than it)
     oneshot: dict = field(default_factory=dict)
+    # The native proposer's shape and training, e.g. {"width": 32, "band_dropout": ["B04"], "recipe": {...}}.
+    proposer: dict = field(default_factory=dict)
     # {"band": "B08", "min": 2.0}: detection drops ships whose contrast with the water around them in that band is
     # below min (samgeo_ship.inference.contrast; set by ``shipseg calibrate --contrast-band``); empty: no test.
     contrast: dict = field(default_factory=dict)

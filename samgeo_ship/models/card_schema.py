@@ -13,6 +13,7 @@ MAX_TILE_SIZE = 2048  # scene pixels per tile side; up to 4x more after resampli
 MAX_BANDS = 16
 MAX_LORA_RANK = 256
 MAX_PROMPTER_PIXELS = 256
+MAX_PROPOSER_WIDTH = 512
 
 
 class CardProblem(ValueError):
@@ -88,6 +89,12 @@ def _contrast(value):
         _number(value.get("min"), "contrast.min")
 
 
+def _proposer(value):
+    _typed(value, "proposer", dict, "an object")
+    if "width" in value:
+        _int(value["width"], "proposer.width", 1, MAX_PROPOSER_WIDTH)
+
+
 def check_card(data, required=("model_type", "bands", "pixel_size_m", "tile_size", "overlap")) -> dict:
     """Raise CardProblem unless ``data`` (a parsed card) has every field of the right type and in range; the model
     ``config`` is checked against the registry by check_config."""
@@ -107,7 +114,7 @@ def check_card(data, required=("model_type", "bands", "pixel_size_m", "tile_size
         "normalisation": lambda v: _normalisation(v, len(bands)), "thresholds": _thresholds, "lora": _lora,
         "contrast": _contrast, "box_prior": lambda v: _number(v, "box_prior"),
         "prompter_pixels": lambda v: _int(v, "prompter_pixels", 0, MAX_PROMPTER_PIXELS),
-        "trained": lambda v: _strings(v, "trained"), "stored": lambda v: _strings(v, "stored"),
+        "proposer": _proposer, "trained": lambda v: _strings(v, "trained"), "stored": lambda v: _strings(v, "stored"),
         "base_sha256": lambda v: v is None or _typed(v, "base_sha256", str, "a hash"),
         **{k: (lambda v, k=k: _typed(v, k, dict, "an object"))
            for k in ("training", "validation", "config", "oneshot", "quality")},

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from segment_anything.modeling.common import LayerNorm2d
 from torch import nn
 
-from samgeo_ship.models.proposer import Proposals
+from samgeo_ship.models.proposer import Proposals, heat_peaks
 
 # CenterNet's prior: heatmap logits start at p = 0.1 so the focal loss does not explode on the first steps.
 _PRIOR_BIAS = -math.log((1 - 0.1) / 0.1)
@@ -90,14 +90,8 @@ class Prompter(nn.Module):
         """Peaks of the heatmap (3x3 local maxima above ``threshold``) -> boxes in input pixels.
 
         ``stride``: input pixels per heatmap cell (img_size / H)."""
-        heat = heat_logits.sigmoid()
-        peaks = (heat == F.max_pool2d(heat, 3, stride=1, padding=1)) & (heat >= threshold)
         out = []
-        for b in range(heat.shape[0]):
-            ys, xs = torch.nonzero(peaks[b, 0], as_tuple=True)
-            scores = heat[b, 0, ys, xs]
-            order = scores.argsort(descending=True)[:max_ships]
-            ys, xs, scores = ys[order], xs[order], scores[order]
+        for b, (ys, xs, scores) in enumerate(heat_peaks(heat_logits, threshold, max_ships)):
             g = geometry[b, :, ys, xs]
             cx = (xs.float() + 0.5 + g[0]) * stride
             cy = (ys.float() + 0.5 + g[1]) * stride

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import torch
+import torch.nn.functional as F
 
 if TYPE_CHECKING:
     from samgeo_ship.models.shipsam import ShipSam
@@ -54,3 +55,15 @@ class Proposer(Protocol):
         ``max_ships``. ``model``: the ShipSam whose embeddings they are (its decoder, input size and input
         normalisation); ``images``: the (B, 3, S, S) model inputs in [0, 255] they came from."""
         ...
+
+
+def heat_peaks(heat_logits: torch.Tensor, threshold: float, max_ships: int = 200):
+    """Per image of (B, 1, H, W) heatmap logits, its 3x3 local maxima scoring at least ``threshold``, at most
+    ``max_ships``, strongest first: (rows, cols, scores) tensors (what the heatmap proposers decode boxes at)."""
+    heat = heat_logits.float().sigmoid()
+    peaks = (heat == F.max_pool2d(heat, 3, stride=1, padding=1)) & (heat >= threshold)
+    for b in range(heat.shape[0]):
+        ys, xs = torch.nonzero(peaks[b, 0], as_tuple=True)
+        scores = heat[b, 0, ys, xs]
+        order = scores.argsort(descending=True)[:max_ships]
+        yield ys[order], xs[order], scores[order]

@@ -18,6 +18,7 @@ from samgeo_ship.inference.detector import ShipDetector
 from samgeo_ship.inference.predictor import TilePredictor
 from samgeo_ship.models import weights
 from samgeo_ship.models.bundle import BundleCard, read_card, save_bundle
+from samgeo_ship.models.native import KIND as NATIVE
 from samgeo_ship.models.shipsam import ShipSam
 from samgeo_ship.models.zoo import model_path
 from samgeo_ship.oneshot.proposer import OUTPUTS, REFINE_PASSES, personalised
@@ -41,7 +42,7 @@ class OneShotResult:
 def check_base(path) -> BundleCard:
     """The card of ``path`` if it is a ShipSam bundle one can personalise; else one sentence why not."""
     card = read_card(path)
-    if card.kind != "shipsam":
+    if card.kind not in ("shipsam", NATIVE):  # a base's own proposer is replaced, whichever it is
         base = card.oneshot.get("base_bundle")
         hint = f"; personalise its base model {base} instead" if base else ""
         raise fail(path, f"is a {card.kind} bundle, not a ShipSam model to personalise{hint}")
@@ -145,7 +146,7 @@ def _card(base_card: BundleCard, base_path, refs: References, model: ShipSam, fi
         tile_size=base_card.tile_size, overlap=base_card.overlap, normalisation=base_card.normalisation,
         thresholds={**base_card.thresholds, "score": similarity["threshold"]},
         base_model=base_card.base_model, base_sha256=base_card.base_sha256, trained=["oneshot.mix"],
-        encoder_mode=base_card.encoder_mode, stored=[p for p in base_card.stored if p != "prompter"] + ["oneshot"],
+        encoder_mode=base_card.encoder_mode, stored=[p for p in base_card.stored if p not in ("prompter", NATIVE)] + ["oneshot"],
         lora=base_card.lora,
         training={"recipe": recipe if recipe is not None else {"steps": steps, "lr": lr}, "steps": steps, "lr": lr,
                   "seconds": round(seconds, 2), "reference_tiles": len(refs.tiles),

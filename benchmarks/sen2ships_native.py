@@ -1,0 +1,177 @@
+"""Leave-scenes-out cross-validation of the native-pixel proposer (samgeo_ship.models.native) on the eleven sen2ships
+scenes (issue #22).
+
+    .venv/bin/python benchmarks/sen2ships_native.py [--bands B08] [--folds 1,2,3,4] [--epochs N] [--quick] ...
+
+Four folds (_sen2ships_split.FOLDS_ALL): the three of benchmarks/sen2ships.py plus santos and los_angeles, the
+scenes with only some bands. Each fold trains a proposer with the library's ``train_proposer`` (``shipseg train
+--proposer native``) on every other scene that holds the bands; a seeded fifth of those training tiles picks the
+best epoch and the score threshold (box F1 at IoU 0.5 per tile), so no test scene is seen. The proposer's boxes
+prompt the SAM of --sam (default: benchmarks/models/synthetic_base.safetensors, trained on synthetic harbours only,
+never on sen2ships). The test scenes are scored with ``score_scene`` (``shipseg evaluate``): precision, recall and
+F1 at IoU 0.5, box-prompted mask IoU (truth boxes as prompts) beside the filled box, recall of moored ships and of
+ships at sea (benchmarks/sen2ships.py's rules, land_mask). A scene without the bands is reported as not scored.
+
+Writes OUT/results.md and OUT/results.json (atomically); the fold bundles stay in OUT/models/."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT)]
+
+import sen2ships as cv  # noqa: E402
+
+from samgeo_ship.atomic import atomic_file  # noqa: E402
+from samgeo_ship.bands import parse_bands  # noqa: E402
+from samgeo_ship.dataset import prepare_dataset  # noqa: E402
+from samgeo_ship.errors import NoSuchBand  # noqa: E402
+from samgeo_ship.inference.evaluate import score_scene  # noqa: E402
+from samgeo_ship.raster import Scene  # noqa: E402
+from samgeo_ship.training.native import ProposerConfig, train_proposer  # noqa: E402
+
+from _sen2ships_split import DATA, FOLDS_ALL  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--folds", default="1,2,3,4", help="[%(default)s]")
+    p.add_argument("--bands", default="B08", help="the model's bands, 1 or 3 by name [%(default)s]")
+    p.add_argument("--epochs", type=int, default=8, help="[%(default)s]")
+    p.add_argument("--train-batch", type=int, default=16, help="tiles per training step [%(default)s]")
+    p.add_argument("--width", type=int, default=16, help="channels of the proposer [%(default)s]")
+    p.add_argument("--negatives", type=float, default=0.1, help="share of shipless tiles per epoch [%(default)s]")
+    p.add_argument("--lr", type=float, default=4e-3, help="[%(default)s]")
+    p.add_argument("--band-dropout", default="", help="bands blanked in 30%% of the training tiles [none]")
+    p.add_argument("--max-minutes", type=float, default=7.0, help="training budget per fold (0: none) [%(default)s]")
+    p.add_argument("--sam", type=Path, default=cv.SYNTHETIC_BASE,
+                   help="bundle whose SAM decodes the proposals; it must never have seen sen2ships [%(default)s]")
+    p.add_argument("--tile-size", type=int, default=64, help="[%(default)s]")
+    p.add_argument("--overlap", type=int, default=8, help="[%(default)s]")
+    p.add_argument("--batch-size", type=int, default=8, help="tiles per detection batch [%(default)s]")
+    p.add_argument("--seed", type=int, default=0, help="[%(default)s]")
+    p.add_argument("--threads", type=int, default=2, help="[%(default)s]")
+    p.add_argument("--data", type=Path, default=DATA, help="[%(default)s]")
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "sen2ships_native",
+                   help="[%(default)s]")
+    p.add_argument("--quick", action="store_true", help="a smoke run: the first fold, 1 epoch")
+    args = p.parse_args(argv)
+    args.folds = [int(k) for k in args.folds.split(",")]
+    if not all(1 <= k <= len(FOLDS_ALL) for k in args.folds):
+        p.error(f"--folds takes numbers 1-{len(FOLDS_ALL)}")
+    if not args.sam.is_file():
+        p.error(f"--sam {args.sam}: no such model bundle")
+    if args.quick:
+        args.folds, args.epochs = args.folds[:1], 1
+    args.max_minutes = args.max_minutes or None
+    return args
+
+
+def prepared(name: str, args) -> Path | None:
+    """The scene's prepared dataset (cached in OUT/cache/), or None when it lacks one of the bands."""
+    out = args.out / "cache" / f"{args.bands.replace(',', '-')}_t{args.tile_size}_o{args.overlap}" / name
+    if not (out / "dataset.json").exists():
+        try:
+            Scene.open(cv.scene_files(args.data, name)[0], bands=parse_bands(args.bands)).close()
+        except NoSuchBand:
+            return None
+        out.parent.mkdir(parents=True, exist_ok=True)
+        prepare_dataset(*cv.scene_files(args.data, name), out, bands=parse_bands(args.bands),
+                        tile_size=args.tile_size, overlap=args.overlap, overwrite=True)
+    return out
+
+
+def run_fold(k: int, args) -> dict:
+    tests = FOLDS_ALL[k - 1]
+    trains = [s for fold in FOLDS_ALL for s in fold if s not in tests]
+    sets = {s: prepared(s, args) for s in trains}
+    used = [s for s in trains if sets[s] is not None]
+    print(f"fold {k}: train {', '.join(used)}; test {', '.join(tests)}", flush=True)
+    path = args.out / "models" / f"fold{k}.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = ProposerConfig(epochs=args.epochs, batch_size=args.train_batch, width=args.width, negatives=args.negatives, lr=args.lr,
+                            seed=args.seed, threads=args.threads, max_minutes=args.max_minutes, init=str(args.sam),
+                            band_dropout=[b for b in args.band_dropout.split(",") if b])
+    report = lambda r: print(f"  epoch {r['epoch']}: loss {r['loss']:.3f}, val box F1 {r['f1']:.3f} at "
+                             f"{r['score_threshold']:g} ({r['seconds']:.0f} s)", flush=True)
+    t0, c0 = time.perf_counter(), time.process_time()
+    result = train_proposer([sets[s] for s in used], path, config, on_epoch=report)
+    t1, c1 = time.perf_counter(), time.process_time()
+    scored = {}
+    for name in tests:
+        scene, labels = cv.scene_files(args.data, name)
+        try:
+            score = score_scene(path, scene, labels, batch_size=args.batch_size, device="cpu")
+        except NoSuchBand as exc:
+            print(f"  {name}: not scored ({exc})", flush=True)
+            continue
+        scored[name] = (score, cv.moored(scene, score.truth))
+        print(f"  {name}: {cv.summary_line(cv.summarise([scored[name]]))}", flush=True)
+    t2, c2 = time.perf_counter(), time.process_time()
+    return {"fold": k, "train": used, "test": list(tests), "threshold": result.card.thresholds["score"],
+            "best_epoch": result.card.training["best_epoch"], "epochs": result.card.training["epochs"],
+            "val": result.card.validation,
+            "seconds": {"train": round(t1 - t0, 1), "evaluate": round(t2 - t1, 1)},
+            "cpu_seconds": {"train": round(c1 - c0, 1), "evaluate": round(c2 - c1, 1)},
+            "scenes": {n: cv.summarise([s]) for n, s in scored.items()},
+            "pooled": cv.summarise(list(scored.values())) if scored else None, "_scored": list(scored.values())}
+
+
+def markdown(result: dict) -> str:
+    head = ["", "ships", "threshold", "P", "R", "F1 @0.5", "box-prompt IoU", "filled box IoU", "R moored",
+            "R at sea", "found / detections"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def row(label, r, threshold=""):
+        lines.append("| " + " | ".join([
+            label, str(r["ships"]), threshold, cv.fmt(r["precision"]), cv.fmt(r["recall"]), cv.fmt(r["f1"]),
+            cv.fmt(r["box_prompt_iou"]), cv.fmt(r["box_baseline_iou"]),
+            *[cv.group_cell(r["recall_by_place"][p]) for p in cv.PLACES], f"{r['tp']} / {r['predicted']}"]) + " |")
+
+    for f in result["folds"]:
+        for name, r in f["scenes"].items():
+            row(f"{name} (fold {f['fold']})", r, f"{f['threshold']:g}")
+        if f["pooled"]:
+            row(f"**fold {f['fold']}**", f["pooled"], f"{f['threshold']:g}")
+    row("**overall**", result["overall"])
+    a = result["args"]
+    return "\n".join([
+        f"# sen2ships native-proposer cross-validation: folds {','.join(map(str, a['folds']))}", "",
+        f"bands {a['bands']}, proposer width {a['width']}, up to {a['epochs']} epochs"
+        f"{', at most ' + format(a['max_minutes'], 'g') + ' min' if a['max_minutes'] else ''} per fold, lr "
+        f"{a['lr']:g}, negatives {a['negatives']:g}, band dropout {a['band_dropout'] or 'none'}, SAM of "
+        f"{Path(a['sam']).name}, tiles {a['tile_size']} px (overlap {a['overlap']}), seed {a['seed']}, "
+        f"{a['threads']} thread(s).", "", *lines, "",
+        f"Wall time {result['wall_seconds'] / 60:.1f} min (per fold "
+        + "; ".join(f"{f['fold']}: train {f['seconds']['train']:.0f} s ({f['epochs']} epochs, best "
+                    f"{f['best_epoch']}), evaluate {f['seconds']['evaluate']:.0f} s" for f in result["folds"])
+        + f"); load average {result['load_average_15min']:g} at the end.", ""])
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    args.out.mkdir(parents=True, exist_ok=True)
+    folds = [run_fold(k, args) for k in args.folds]
+    result = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+              "overall": cv.summarise([s for f in folds for s in f["_scored"]]),
+              "folds": [{k: v for k, v in f.items() if k != "_scored"} for f in folds]}
+    result["wall_seconds"] = round(time.perf_counter() - started, 1)
+    result["load_average_15min"] = round(os.getloadavg()[2], 2)
+    text = markdown(result)
+    with atomic_file(args.out / "results.md") as tmp:
+        Path(tmp).write_text(text)
+    with atomic_file(args.out / "results.json") as tmp:
+        Path(tmp).write_text(json.dumps(result, indent=1, default=str))
+    print(text)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""The native-pixel proposer: a small fully convolutional network that finds ships on the tile at the model's own
+pixel size (the scene's pixels for a model made for them), not on SAM's upsampled ViT patches; its boxes prompt
+SAM's mask decoder. Bundles of kind "native" carry it (models.bundle.BUNDLE_KINDS).
+
+Why not the ViT embedding: a 64 px Sentinel-2 tile is upsampled 4x for sam_tiny, and one embedding cell then holds
+2 x 2 scene pixels; ships moored side by side 1-2 pixels apart share cells, and a from-scratch encoder learns them
+slowly. At native pixels a few dilated convolutions see each hull's edges directly, and the heatmap has one cell
+per scene pixel, so two moored ships keep two peaks.
+
+Outputs, one cell per native pixel: a ship-centre heatmap (CenterNet's focal loss), the distances from the cell to
+the four edges of its ship's box (FCOS-style ``left, top, right, bottom``, as log(1 + px)), and a ship-pixel mask
+(an auxiliary target that gives every hull pixel a gradient; six scenes hold only a few hundred ships). The box
+edges are regressed rather than a size and an angle: SAM takes axis-aligned box prompts, and an oriented box's
+envelope is what would be sent anyway; the edges from the peak cell need no separate offset head."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from samgeo_ship.models.proposer import Proposals, heat_peaks
+
+KIND = "native"
+DEFAULT_WIDTH = 32
+# CenterNet's prior: heatmap logits start at p = 0.05, so the focal loss does not explode on the first steps.
+_PRIOR_BIAS = -math.log((1 - 0.05) / 0.05)
+MAX_EDGE_LOG = 6.0  # log(1 + px) of a box edge: ~400 px, beyond any tile's ship
+
+
+class NativeProposer(nn.Module):
+    """Ship proposals at native pixels (see the module docstring).
+
+    Args:
+        tile_size: native pixels per tile side (the card's ``tile_size``): the model input is pooled back to it.
+        width: channels of the network's layers.
+        in_chans: bands the network reads (the model's 3, or 1 repeated, as SAM's input holds them).
+    """
+
+    part = KIND
+    unused_parts = ("prompter",)
+
+    def __init__(self, tile_size: int, width: int = DEFAULT_WIDTH, in_chans: int = 3):
+        super().__init__()
+        self.tile_size = int(tile_size)
+        self.width = int(width)
+        wide = width + width // 2
+        layers, c = [], in_chans
+        # Dilations 1-8: a receptive field of ~60 px, a whole ship and the quay or open water around it.
+        for out, dil in ((width, 1), (width, 1), (wide, 2), (wide, 4), (wide, 8), (width, 1)):
+            layers += [nn.Conv2d(c, out, 3, padding=dil, dilation=dil), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+            c = out
+        self.body = nn.Sequential(*layers)
+        self.heat = nn.Conv2d(c, 1, 1)
+        self.edges = nn.Conv2d(c, 4, 1)
+        self.mask = nn.Conv2d(c, 1, 1)
+        nn.init.constant_(self.heat.bias, _PRIOR_BIAS)
+
+    @classmethod
+    def from_card(cls, config, card) -> "NativeProposer":
+        """An untrained proposer of the shape a bundle card records."""
+        return cls(card.tile_size, int(card.proposer.get("width", DEFAULT_WIDTH)))
+
+    def native(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) model inputs in [0, 255] -> (B, 3, T, T) in [-1, 1] at the model's own pixels (T =
+        ``tile_size``; the average of each S/T block, which undoes the upsampling of models.shipsam.model_input)."""
+        x = images.float()
+        if x.shape[-1] != self.tile_size:
+            x = F.adaptive_avg_pool2d(x, (self.tile_size, self.tile_size))
+        return x / 127.5 - 1.0
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, 3, T, T) native inputs (``native``) -> heatmap logits (B, 1, T, T), box edges (B, 4, T, T) as
+        log(1 + px) and ship-pixel logits (B, 1, T, T)."""
+        h = self.body(x)
+        return self.heat(h), self.edges(h), self.mask(h)
+
+    def proposals(self, model, embeddings: torch.Tensor, threshold: float, max_ships: int = 200,
+                  images: torch.Tensor | None = None) -> list[Proposals]:
+        """The Proposer interface; it reads ``images`` only (the embeddings prompt SAM's decoder afterwards)."""
+        if images is None:
+            raise ValueError("the native proposer looks at the pixels: pass the model-input images")
+        heat, edges, _ = self(self.native(images).to(next(self.parameters()).dtype))
+        return decode(heat, edges, images.shape[-1] / self.tile_size, threshold, max_ships)
+
+
+@torch.no_grad()
+def decode(heat_logits: torch.Tensor, edges: torch.Tensor, scale: float, threshold: float,
+           max_ships: int = 200) -> list[Proposals]:
+    """3x3 peaks of the heatmap above ``threshold`` -> boxes from the edges regressed at each peak, in native pixels
+    times ``scale`` (model-input pixels per native pixel)."""
+    out = []
+    for b, (ys, xs, scores) in enumerate(heat_peaks(heat_logits, threshold, max_ships)):
+        d = edges[b, :, ys, xs].float().clamp(0, MAX_EDGE_LOG).expm1()
+        cx, cy = xs.float() + 0.5, ys.float() + 0.5
+        boxes = torch.stack([cx - d[0], cy - d[1], cx + d[2], cy + d[3]], dim=1) * scale
+        out.append(Proposals(boxes.reshape(-1, 4), scores))
+    return out
+
+
+def native_targets(masks: list[torch.Tensor], size: int):
+    """Training targets at native pixels for a batch.
+
+    Args:
+        masks: per image, (N, T, T) bool instance masks (T = ``size``).
+
+    Returns heat (B, 1, T, T): per ship an anisotropic Gaussian of peak 1 at its box centre, sigma a sixth of the
+    box's width and height, kept to the pixels of no OTHER ship (so two ships moored side by side stay two peaks
+    with a valley between them); edges (B, 4, T, T): log(1 + distance) to the box edges of the ship whose Gaussian is
+    highest at the pixel; weight (B, 1, T, T): that Gaussian's value on the ship's own pixels (where edges are
+    supervised); ship (B, 1, T, T): ship pixels."""
+    B, T = len(masks), size
+    heat = torch.zeros(B, 1, T, T)
+    edges = torch.zeros(B, 4, T, T)
+    weight = torch.zeros(B, 1, T, T)
+    ship = torch.zeros(B, 1, T, T)
+    grid = torch.arange(T, dtype=torch.float32) + 0.5
+    for b, m in enumerate(masks):
+        if len(m) == 0:
+            continue
+        m = m.bool()
+        any_ship = m.any(0)
+        ship[b, 0] = any_ship.float()
+        rows, cols = m.any(2), m.any(1)
+        idx = torch.arange(T)
+        x0 = torch.where(cols, idx, T).amin(1).float()
+        x1 = torch.where(cols, idx + 1, 0).amax(1).float()
+        y0 = torch.where(rows, idx, T).amin(1).float()
+        y1 = torch.where(rows, idx + 1, 0).amax(1).float()
+        keep = x1 > x0
+        m, x0, x1, y0, y1 = m[keep], x0[keep], x1[keep], y0[keep], y1[keep]
+        # The peak cell is the one holding the box centre, so the Gaussian is 1 there exactly.
+        cx = ((x0 + x1) / 2).floor() + 0.5
+        cy = ((y0 + y1) / 2).floor() + 0.5
+        sx = ((x1 - x0) / 6).clamp(min=0.6)
+        sy = ((y1 - y0) / 6).clamp(min=0.6)
+        g = torch.exp(-((grid[None, None, :] - cx[:, None, None]) ** 2 / (2 * sx[:, None, None] ** 2)
+                        + (grid[None, :, None] - cy[:, None, None]) ** 2 / (2 * sy[:, None, None] ** 2)))
+        others = any_ship[None] & ~m
+        g = torch.where(others, torch.zeros_like(g), g)
+        best, owner = g.max(0)
+        heat[b, 0] = best
+        own = m.gather(0, owner[None])[0]
+        weight[b, 0] = torch.where(own, best, torch.zeros_like(best))
+        xs, ys = grid[None, :], grid[:, None]
+        d = torch.stack([xs - x0[owner], ys - y0[owner], x1[owner] - xs, y1[owner] - ys])
+        edges[b] = d.clamp(min=0).log1p()
+    return heat, edges, weight, ship
+
+
+def native_loss(outputs, targets, alpha: float = 2.0, beta: float = 4.0) -> tuple[torch.Tensor, dict]:
+    """CenterNet's penalty-reduced focal loss on the heatmap, L1 on the box edges weighted by the heat target on the
+    ship's own pixels, and BCE plus Dice on ship pixels. Returns the loss and its parts (floats)."""
+    heat_logits, edge_pred, mask_logits = outputs
+    heat_t, edge_t, weight, ship = targets
+    p = heat_logits.float().sigmoid().clamp(1e-4, 1 - 1e-4)
+    pos = heat_t.ge(0.999).float()
+    n = pos.sum().clamp(min=1)
+    focal = (-(torch.log(p) * (1 - p) ** alpha * pos).sum()
+             - (torch.log(1 - p) * p**alpha * (1 - heat_t) ** beta * (1 - pos)).sum()) / n
+    geo = (F.l1_loss(edge_pred.float(), edge_t, reduction="none") * weight).sum() / weight.sum().clamp(min=1e-6) / 4
+    q = mask_logits.float().sigmoid()
+    dice = 1 - (2 * (q * ship).sum() + 1) / (q.sum() + ship.sum() + 1)
+    seg = F.binary_cross_entropy_with_logits(mask_logits.float(), ship) + dice
+    loss = focal + geo + 0.5 * seg
+    return loss, {k: float(v.detach()) for k, v in (("loss", loss), ("heat", focal), ("edges", geo), ("mask", seg))}

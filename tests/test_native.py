@@ -1,0 +1,131 @@
+"""The native-pixel proposer (models.native): its targets keep moored ships apart, it trains apart from SAM, its
+bundle stores and loads it, and detection, evaluation and calibration use it with no option of their own."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from samgeo_ship import ShipDetector, calibrate, evaluate as evaluate_scene
+from samgeo_ship.models.bundle import load_bundle, read_card
+from samgeo_ship.models.native import NativeProposer, decode, native_loss, native_targets
+from samgeo_ship.models.prompter import Prompter
+from samgeo_ship.training.native import ProposerConfig, box_f1, train_proposer
+
+from conftest import SMALL_HULLS, run_cli, ship_dataset, write_truth
+
+
+def _side_by_side(size=32):
+    """Two ships moored side by side, one pixel of water between them: (2, T, T) masks and their boxes."""
+    masks = torch.zeros(2, size, size, dtype=torch.bool)
+    masks[0, 10:13, 4:24] = True  # rows 10-12
+    masks[1, 14:17, 6:26] = True  # rows 14-16
+    return masks, torch.tensor([[4, 10, 24, 13], [6, 14, 26, 17]], dtype=torch.float32)
+
+
+def test_targets_give_ships_moored_side_by_side_one_peak_each_and_their_own_boxes():
+    masks, boxes = _side_by_side()
+    heat, edges, weight, ship = native_targets([masks], 32)
+    # Decoding the targets themselves (edges as regressed, heat as logits) must give back both boxes exactly.
+    found = decode(torch.logit(heat.clamp(1e-6, 1 - 1e-6)), edges, 1.0, 0.99)[0]
+    assert len(found.boxes) == 2
+    got = found.boxes[found.boxes[:, 1].argsort()]
+    assert torch.allclose(got, boxes, atol=1e-4)
+    # The water row between them is a valley, and no ship's Gaussian reaches onto the other's hull.
+    assert heat[0, 0, 13, 14] < 0.5 and heat[0, 0, 14, 15] < 1
+    assert ship[0, 0].sum() == masks.sum() and (weight[0, 0][~masks.any(0)] == 0).all()
+
+
+def test_the_loss_is_lowest_for_the_targets_themselves():
+    masks, _ = _side_by_side()
+    targets = native_targets([masks], 32)
+    heat, edges, _, ship = targets
+    perfect = (torch.logit(heat.clamp(1e-4, 1 - 1e-4)), edges, torch.where(ship > 0, 20.0, -20.0))
+    worse = (perfect[0].roll(3, -1), edges + 0.5, -perfect[2])
+    assert native_loss(perfect, targets)[0] < native_loss(worse, targets)[0]
+
+
+def test_box_f1_matches_one_to_one_at_iou_half():
+    truth = [np.array([[0, 0, 10, 10], [20, 20, 30, 30]], np.float32)]
+    found = [(torch.tensor([[0, 0, 10, 10], [1, 1, 10, 10], [40, 40, 45, 45]], dtype=torch.float32),
+              torch.tensor([0.9, 0.8, 0.2]))]
+    sweep = box_f1(found, truth, thresholds=(0.1, 0.5))
+    assert sweep[0.1]["tp"] == 1 and sweep[0.1]["precision"] == pytest.approx(1 / 3)
+    assert sweep[0.5]["tp"] == 1 and sweep[0.5]["precision"] == 0.5 and sweep[0.5]["recall"] == 0.5
+
+
+@pytest.fixture(scope="module")
+def native_sets(tmp_path_factory):
+    """Two prepared datasets cut in 64 px tiles (as the Sentinel-2 models are)."""
+    root = tmp_path_factory.mktemp("native")
+    return [ship_dataset(root / f"ds{i}", seed=i, size=192, ships=8, tile=64) for i in range(2)]
+
+
+@pytest.fixture(scope="module")
+def native_bundle(tmp_path_factory, native_sets, tiny_bundle):
+    out = tmp_path_factory.mktemp("native_model") / "native.safetensors"
+    config = ProposerConfig(epochs=40, batch_size=4, lr=5e-3, negatives=1.0, patience=40, threads=1,
+                            init=str(tiny_bundle))
+    return train_proposer(native_sets[:1], out, config, val_datasets=native_sets[1:])
+
+
+def test_it_learns_to_find_ships_in_a_scene_it_did_not_train_on(native_bundle):
+    history = native_bundle.history
+    assert history[0]["f1"] < native_bundle.card.validation["f1"]
+    assert native_bundle.card.validation["f1"] >= 0.3
+
+
+def test_the_bundle_stores_the_proposer_and_the_sam_of_init(native_bundle, tiny_bundle):
+    model, card = load_bundle(native_bundle.path)
+    assert card.kind == "native" and isinstance(model.proposer, NativeProposer)
+    assert not hasattr(model, "prompter") and "native" in card.stored
+    assert card.proposer["width"] == 32 and card.proposer["sam_from"] == tiny_bundle.name
+    assert 0 < card.thresholds["score"] < 1
+    base, _ = load_bundle(tiny_bundle)
+    assert torch.equal(model.sam.mask_decoder.iou_token.weight, base.sam.mask_decoder.iou_token.weight)
+
+
+def test_a_bundle_without_a_proposer_field_still_loads_with_its_prompter(tiny_bundle):
+    model, card = load_bundle(tiny_bundle)
+    assert card.kind == "shipsam" and card.proposer == {} and isinstance(model.proposer, Prompter)
+
+
+def test_detect_evaluate_and_calibrate_use_it_without_options(tmp_path, native_bundle, small_harbour, monkeypatch):
+    proposed = []
+    original = NativeProposer.proposals
+
+    def spy(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        proposed.append(sum(len(p.boxes) for p in out))
+        return out
+
+    monkeypatch.setattr(NativeProposer, "proposals", spy)
+    truth = write_truth(tmp_path / "truth.geojson", SMALL_HULLS)
+    ShipDetector(str(native_bundle.path), device="cpu", score_threshold=0.1).detect(small_harbour)
+    assert proposed and sum(proposed) >= 3  # bright hulls on dark water: the proposer finds them
+    proposed.clear()
+    assert evaluate_scene(native_bundle.path, small_harbour, truth, device="cpu").truth_ships == 3 and proposed
+    model = tmp_path / "m.safetensors"
+    shutil.copy(native_bundle.path, model)
+    result = calibrate(model, small_harbour, truth, device="cpu")
+    assert read_card(model).thresholds["score"] == result.threshold
+
+
+def test_shipseg_train_native_writes_a_native_bundle(tmp_path, native_sets, tiny_bundle):
+    out = tmp_path / "cli.safetensors"
+    result = run_cli("train", native_sets[0], "--proposer", "native", "--init", tiny_bundle, "--epochs", 2,
+                     "--val", native_sets[1], "--band-dropout", "B", "-o", out, "-q", "--threads", 1)
+    assert result.exit_code == 0, result.output
+    card = read_card(out)
+    assert card.kind == "native" and card.proposer["band_dropout"] == ["B"]
+    assert json.loads(card.to_json())["training"]["recipe"]["proposer"] == "native"
+
+
+def test_band_dropout_of_a_band_the_datasets_lack_is_refused(tmp_path, native_sets):
+    out = tmp_path / "x.safetensors"
+    result = run_cli("train", native_sets[0], "--proposer", "native", "--band-dropout", "B11", "-o", out, "-q")
+    assert result.exit_code == 2 and "B11" in result.stderr and not out.exists()
