@@ -19,6 +19,7 @@ install: $(BIN)/shipseg
 demo: install
 	mkdir -p out
 	$(BIN)/shipseg detect sample_tiles/harbour_s2_16bit.tif -o out/harbour_s2_16bit.ships.geojson --preview out/harbour_s2_16bit.png
+	$(BIN)/shipseg detect sample_tiles/harbour_aerial.tif -o out/harbour_aerial.ships.geojson --preview out/harbour_aerial.png
 
 # The whole suite: the library and CLI tests in .venv, then the QGIS plugin tests under Debian's python3.
 test: install qgis-deps $(QVENV)/.done

@@ -75,7 +75,8 @@ def score_set(scenes, model, batch_size) -> dict:
             g[1].extend(s.box_prompt_iou)
             g[2].extend(s.box_baseline_iou)
         print(f"  {name} ({pixel:g} m, {detector.name}): {e.tp}/{e.truth_ships} found, {e.fp} false, "
-              f"F1 {e.f1:.3f}", flush=True)
+              f"F1 {e.f1:.3f}; box-prompted IoU sum {sum(s.box_prompt_iou):.3f}, filled box "
+              f"{sum(s.box_baseline_iou):.3f} over {len(s.box_prompt_iou)} ships", flush=True)
     pooled = {}
     for key, (matchings, box_iou, baseline) in groups.items():
         m = metrics.pool(matchings)
