@@ -25,7 +25,7 @@ def test_importing_the_package_registers_every_bundle_kind_and_nothing_heavier()
             "print(sorted(BUNDLE_KINDS), 'samgeo_ship.inference.detector' in sys.modules, "
             "'samgeo_ship.training.trainer' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
-    assert out.stdout.split() == ["['oneshot',", "'shipsam']", "False", "False"]
+    assert out.stdout.split() == ["['native',", "'oneshot',", "'shipsam']", "False", "False"]
 
 
 def test_models_import_nothing_above_them():

@@ -73,6 +73,15 @@ def test_detector_for_scene_picks_and_says(bundled, tmp_path):
     assert ShipDetector(bundled / "s2.safetensors", device="cpu").choice is None  # named: nothing picked
 
 
+def test_a_model_measured_weak_is_picked_with_a_warning():
+    weak = BundleCard("sam_tiny", RGB, 0.8, 256, 32, quality={"f1": 0.12, "on": "real chips"})
+    line = zoo.describe_choice("weak.safetensors", weak, 0.5)
+    assert line.startswith("Model: weak.safetensors (0.8 m, red,green,blue) for a 0.5 m scene")
+    assert "experimental: F1 0.12 on real chips" in line and "\n" not in line
+    strong = BundleCard("sam_tiny", RGB, 0.8, 256, 32, quality={"f1": zoo.EXPERIMENTAL_F1, "on": "real chips"})
+    assert "experimental" not in zoo.describe_choice("strong.safetensors", strong, 0.5)
+
+
 def test_cli_detect_says_which_model_and_records_it(bundled, tmp_path):
     out, boxes = tmp_path / "ships.gpkg", tmp_path / "boxes.geojson"  # a box prompt is always answered: one row
     gpd.GeoDataFrame(geometry=[shapely.box(500_010, 4_799_980, 500_020, 4_799_990)], crs="EPSG:32631").to_file(boxes)

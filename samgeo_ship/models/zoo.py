@@ -78,10 +78,20 @@ def choose_model(pixel_size_m: float, band_names=None, source=None) -> Path:
                f"the scene to between {low:g} and {high:g} m, or pass a model with -m)")
 
 
+# A bundled model measured below this F1 (its card's ``quality``) is picked with a warning that it is experimental.
+EXPERIMENTAL_F1 = 0.5
+
+
 def describe_choice(name: str, card: BundleCard, pixel_size_m: float) -> str:
-    """One line saying which bundled model was picked for a scene, and why."""
-    return (f"Model: {name} ({card.pixel_size_m:.3g} m, {','.join(map(str, card.bands))}) for a "
+    """One line saying which bundled model was picked for a scene, and why; a model whose card measures it below
+    EXPERIMENTAL_F1 says so, so that nobody takes its ships for a finished result."""
+    line = (f"Model: {name} ({card.pixel_size_m:.3g} m, {','.join(map(str, card.bands))}) for a "
             f"{pixel_size_m:.3g} m scene")
+    f1 = card.quality.get("f1")
+    if isinstance(f1, (int, float)) and f1 < EXPERIMENTAL_F1:
+        line += (f" (experimental: F1 {f1:.3g} on {card.quality.get('on', 'its test scenes')}; expect missed and "
+                 "false ships)")
+    return line
 
 
 def _has_bands(band_names, bands) -> bool:
