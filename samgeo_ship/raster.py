@@ -75,9 +75,10 @@ class Scene:
     """
 
     def __init__(self, path: Path, src, band_indexes: list[int], normalisation: Normalisation | None,
-                 nodata: float | None = None):
+                 nodata: float | None = None, owns_handle: bool = True):
         self.path = path
         self._src = src
+        self._owns_handle = owns_handle  # False for a view: the handle is the Scene's it was made from
         self.band_indexes = band_indexes
         self._normalisation = normalisation
         self.nodata = nodata
@@ -119,7 +120,7 @@ class Scene:
         return scene
 
     def close(self):
-        if getattr(self, "_view", False):  # the handle belongs to the Scene the view was made from
+        if not self._owns_handle:
             return
         self._src.close()
         env = getattr(self, "_env", None)
@@ -137,9 +138,7 @@ class Scene:
         """The same open raster read through other ``bands`` (names or 1-based indexes), without opening the file
         again; it shares this Scene's handle (closing the view leaves it open) and has no normalisation."""
         indexes = select_bands(self.path, self._src.descriptions, self._src.count, parse_bands(bands))
-        view = Scene(self.path, self._src, indexes, None, self.nodata)
-        view._view = True
-        return view
+        return Scene(self.path, self._src, indexes, None, self.nodata, owns_handle=False)
 
     # ---- facts about the scene -------------------------------------------------------------------------------
     @property

@@ -25,8 +25,8 @@ WATER_INDEX = 0.0  # above: water. Clear water is 0.2-0.6; haze pulls it towards
 CELL_M = 80.0  # side of a cell of the coarse water grid
 WATER_SHARE = 0.25  # a cell is water when at least this share of its valid pixels is (isolated wet pixels are not)
 # Water cells are grown by this much: a hull's centroid lies within half its length (the largest ships are ~400 m)
-# of the water it floats on, several hulls abreast at a quay, more under haze. On the eleven sen2ships scenes the
-# farthest centroid from a water cell is 430 m (a hazy scene).
+# of the water it floats on, several hulls abreast at a quay, more under haze (how it was chosen: benchmarks/README.md,
+# "Tiles far from water").
 MARGIN_M = 600.0
 STRIP_CELLS = 32  # rows of cells read at once
 
