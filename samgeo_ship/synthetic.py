@@ -31,7 +31,7 @@ __all__ = ["AERIAL_SAMPLES", "BAND_NAMES", "SAMPLES", "SceneTruth", "Ship", "Syn
            "write_samples", "write_truth"]
 
 
-def _grid(spec: SynthSpec, path) -> tuple[CRS, CRS, Affine]:
+def scene_grid(spec: SynthSpec, path) -> tuple[CRS, CRS, Affine]:
     """(UTM CRS, scene CRS, scene transform) centred on ``center_lonlat``, pixels ~``pixel_size_m`` on the ground."""
     lon, lat = spec.center_lonlat
     if not (-180 <= lon <= 180 and -80 <= lat <= 84):
@@ -201,7 +201,7 @@ def plan_scene(spec: SynthSpec, path="scene") -> SceneTruth:
     if not (spec.pixel_size_m > 0 and spec.n_ships >= 0 and spec.seam_every_px >= 1 and spec.block_px >= 1
             and 0 <= spec.nodata_fraction < 0.5):
         raise fail(path, "pixel size, ship count, seam spacing, block size or nodata fraction is out of range")
-    utm, crs, transform = _grid(spec, path)
+    utm, crs, transform = scene_grid(spec, path)
     rng, ps, n, w, h = np.random.default_rng(spec.seed), spec.pixel_size_m, spec.n_ships, spec.width, spec.height
     mean, skew = spec.nodata_fraction * w, rng.uniform(0.2, 0.8)
     wedge = ("west" if rng.random() < 0.5 else "east", mean * (1 - skew), mean * (1 + skew)) if mean > 0 else None

@@ -20,7 +20,7 @@ from shapely.geometry import Polygon, box
 
 from samgeo_ship.crs import reproject
 from samgeo_ship.errors import fail
-from samgeo_ship.synthetic import _grid  # the harbour scenes' pixel grid: the same CRS and origin rules
+from samgeo_ship.synthetic import scene_grid  # the same CRS and origin rules as the harbour scenes
 from samgeo_ship.synthetic_scene import SceneTruth, Ship, SynthSpec
 
 MIN_PIXEL_M, MAX_PIXEL_M = 0.15, 4.0
@@ -302,7 +302,7 @@ def plan_aerial(spec: SynthSpec, path="scene") -> AerialPlan:
     if spec.bands != "rgb8" or w < 64 or h < 64 or not MIN_PIXEL_M <= ps <= MAX_PIXEL_M or spec.n_ships < 0:
         raise fail(path, f"aerial scene {w}x{h} px at {ps:g} m {spec.bands!r}: need rgb8 bands, >= 64x64 px and "
                          f"pixels of {MIN_PIXEL_M:g}-{MAX_PIXEL_M:g} m")
-    utm, crs, transform = _grid(spec, path)
+    utm, crs, transform = scene_grid(spec, path)
     rng = np.random.default_rng([spec.seed, 21])
     transpose, flip_x, flip_y = (bool(b) for b in rng.integers(0, 2, 3))
     cw, ch = (h, w) if transpose else (w, h)  # the canonical frame: land along the top edge
