@@ -27,8 +27,8 @@ from samgeo_ship.synthetic_paint import write_raster
 from samgeo_ship.synthetic_scene import (BAND_NAMES, CONCRETE_C, LAND_C, QUAY_C, SceneTruth, Ship, SynthSpec,
                                          hull_outline)
 
-__all__ = ["AERIAL_SAMPLES", "BAND_NAMES", "SAMPLES", "SceneTruth", "Ship", "SynthSpec", "make_scene", "plan_scene", "write_raster",
-           "write_samples", "write_truth"]
+__all__ = ["AERIAL_SAMPLES", "BAND_NAMES", "SAMPLES", "SceneTruth", "Ship", "SynthSpec", "make_scene", "plan_scene",
+           "write_raster", "write_samples", "write_truth"]
 
 
 def scene_grid(spec: SynthSpec, path) -> tuple[CRS, CRS, Affine]:

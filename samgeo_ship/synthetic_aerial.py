@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import shapely
@@ -157,10 +156,10 @@ def _clutter(rng, area: Polygon, ps: float, out: list) -> None:
             lanes, per, horiz = int(rng.integers(2, 8)), int(rng.integers(3, 12)), rng.random() < 0.5
             for i in range(lanes):
                 for j in range(per):
-                    a, b = cx + j * 12.6 / ps, cy + i * 2.8 / ps
-                    r = box(a, b, a + 12 / ps, b + 2.4 / ps)
-                    if not horiz:
-                        r = box(cx + i * 2.8 / ps, cy + j * 12.6 / ps, cx + i * 2.8 / ps + 2.4 / ps, cy + j * 12.6 / ps + 12 / ps)
+                    along, across = j * 12.6 / ps, i * 2.8 / ps
+                    x, y, w, h = ((cx + along, cy + across, 12 / ps, 2.4 / ps) if horiz else
+                                  (cx + across, cy + along, 2.4 / ps, 12 / ps))
+                    r = box(x, y, x + w, y + h)
                     if area.contains(r) and rng.random() < 0.9:
                         out.append((r, colours[rng.integers(len(colours))] * rng.uniform(0.8, 1.15), 2.6 / ps))
         elif kind == "roof":  # a shed, long and narrow like a hull
