@@ -1,7 +1,8 @@
 """vit_b on a CPU at detect's default settings: peak memory on a small and a large scene, the share of the wall time
 spent in the encoder, and each encoder precision against float32.
 
-    python benchmarks/vitb_cpu.py [--sizes 1024 4096] [--precision-size 768] [--parts memory precision samples]
+    python benchmarks/vitb_cpu.py [--sizes 1024 4096] [--precision-size 768]
+                                  [--parts memory precision samples attention] [--rounds 3]
                                   [--work DIR]
 
 - memory: ``detect`` with a vit_b bundle (random weights: neither memory nor time depends on their values; 10 m RGB,
@@ -14,6 +15,10 @@ spent in the encoder, and each encoder precision against float32.
 - precision: the same vit_b on a harbour of ``--precision-size`` px (768: one tile) with its true ship boxes as
   prompts, once per encoder precision (fp32, bf16, int8), one process: encoder seconds and each prompt's mask IoU
   against fp32.
+- attention: vit_b's encoder alone on one 1024 px input (random weights, random relative positions), with
+  segment_anything's own attention and with shipseg's by blocks of queries (``models/attention.py``), in float32
+  and bf16, alternating ``--rounds`` times in one process: median seconds, speed-up and the largest difference of
+  the embeddings.
 - samples: the bundled default models on sample_tiles/*.tif at each precision: ships found, how many match fp32's
   (IoU >= 0.5), their mean IoU, and the encoder's speed-up.
 
@@ -202,12 +207,49 @@ def samples_run() -> dict:
     return out
 
 
+def attention_run(rounds: int) -> dict:
+    """segment_anything's attention against the chunked one in vit_b's encoder, in this process."""
+    import torch
+    from segment_anything.modeling import image_encoder
+
+    from samgeo_ship.models.attention import ChunkedAttention
+    from samgeo_ship.models.registry import CONFIGS, build_sam
+
+    torch.manual_seed(0)
+    encoder = build_sam(CONFIGS["vit_b"]).image_encoder
+    layers = [m for m in encoder.modules() if isinstance(m, image_encoder.Attention)]
+    with torch.no_grad():
+        for layer in layers:  # zero-initialised in a fresh model: give them values, or they would not be tested
+            layer.rel_pos_h.normal_(0, 0.5)
+            layer.rel_pos_w.normal_(0, 0.5)
+    image = torch.randn(1, 3, 1024, 1024)
+    out = {"threads": torch.get_num_threads()}
+    for precision in ("fp32", "bf16"):
+        times, embeddings = {"segment_anything": [], "chunked": []}, {}
+        for _ in range(rounds + 1):  # the first round warms the kernels and is not counted
+            for name, cls in (("segment_anything", image_encoder.Attention), ("chunked", ChunkedAttention)):
+                for layer in layers:
+                    layer.__class__ = cls
+                with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
+                                                           enabled=precision == "bf16"):
+                    start = time.perf_counter()
+                    embeddings[name] = encoder(image).float()
+                    times[name].append(time.perf_counter() - start)
+        row = {name: float(np.median(t[1:])) for name, t in times.items()}
+        row["speedup"] = row["segment_anything"] / row["chunked"]
+        row["max_abs_difference"] = float((embeddings["chunked"] - embeddings["segment_anything"]).abs().max())
+        out[precision] = row
+        print(precision, json.dumps(row), flush=True)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1024, 4096], help="scene sides, px")
     ap.add_argument("--precision-size", type=int, default=768, help="side of the precision part's scene, px")
     ap.add_argument("--parts", nargs="+", default=["memory", "precision", "samples"],
-                    choices=["memory", "precision", "samples"])
+                    choices=["memory", "precision", "samples", "attention"])
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of the attention part")
     ap.add_argument("--work", type=Path, default=Path("/tmp/shipseg-bench"))
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -227,6 +269,8 @@ def main():
         """)
     if "samples" in args.parts:
         result["samples"] = samples_run()
+    if "attention" in args.parts:
+        result["attention"] = attention_run(args.rounds)
     save("vitb_cpu", result)
 
 

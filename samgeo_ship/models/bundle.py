@@ -23,7 +23,8 @@ from samgeo_ship.models.card_schema import check_card, check_config
 from samgeo_ship.models.native import KIND as NATIVE, NativeProposer
 from samgeo_ship.models.prompter import Prompter
 from samgeo_ship.models.proposer import Proposer
-from samgeo_ship.models.registry import CONFIGS, SamConfig, build_sam, expected_shapes, read_checkpoint
+from samgeo_ship.models.registry import (CONFIGS, SamConfig, build_sam, expected_shapes, load_assigned,
+                                         read_checkpoint)
 from samgeo_ship.models.shipsam import ShipSam
 
 CARD_KEY = "shipseg_card"
@@ -223,15 +224,16 @@ def load_bundle(path, device="cpu", base_checkpoint=None) -> tuple[ShipSam, Bund
     card, state = verify_bundle(path)
     config = _config(path, card, state)
     proposer = proposer_class(path, card)
-    model = ShipSam(build_sam(config), config, proposer.from_card(config, card), float(card.box_prior))
+    with torch.device("meta"):  # weights come from the file: none made only to be overwritten (load_assigned)
+        model = ShipSam(build_sam(config), config, proposer.from_card(config, card), float(card.box_prior))
+        if card.lora:
+            add_lora(model.sam.image_encoder, int(card.lora["rank"]), float(card.lora["alpha"]))
     # Parts an older bundle of this kind stored but its proposer does not use (a oneshot bundle's base prompter).
     state = {k: v for k, v in state.items() if k.split(".", 1)[0] not in proposer.unused_parts}
-    if card.lora:
-        add_lora(model.sam.image_encoder, int(card.lora["rank"]), float(card.lora["alpha"]))
     if not any(k.startswith("sam.image_encoder.") and not is_lora_key(k) for k in state):
         state.update(_base_encoder(path, card, base_checkpoint))
     try:
-        model.load_state_dict(state, strict=True)
+        load_assigned(model, state)
     except RuntimeError:
         raise fail(path, f"its weights do not fit the {card.model_type} model its card describes") from None
     return model.eval().to(device), card
