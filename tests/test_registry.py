@@ -171,3 +171,14 @@ def test_small_checkpoint_of_another_type_or_with_missing_keys_is_named(tmp_path
     with pytest.raises(ShipsegError, match=r"does not fit sam_tiny .*6 missing \(e\.g\. 'mask_decoder") as err:
         load_sam("sam_tiny", tmp_path / "partial.pth")
     assert "size mismatch" not in str(err.value)
+
+
+def test_a_loaded_model_takes_the_checkpoint_tensors_without_a_second_copy(tiny_state_dict):
+    from samgeo_ship.models.registry import PIXEL_MEAN, sam_from_state
+
+    state = {k: v.clone() for k, v in tiny_state_dict.items()}
+    sam = sam_from_state(CONFIGS["sam_tiny"], state)
+    assert sam.image_encoder.pos_embed.data_ptr() == state["image_encoder.pos_embed"].data_ptr()
+    assert sam.image_encoder.pos_embed.requires_grad  # still a trainable parameter
+    assert torch.equal(sam.pixel_mean.flatten(), torch.tensor(PIXEL_MEAN))  # not stored in checkpoints
+    assert not any(t.is_meta for t in [*sam.parameters(), *sam.buffers()])
