@@ -34,11 +34,6 @@ def autocaster(device: torch.device) -> Callable[[], ContextManager]:
 
 
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
-# bfloat16 pays on a CPU where the encoder's matrix products are large (vit_b and wider); a small encoder's many
-# small products gain little from it, and on a busy CPU none, so the small models keep their float32 results.
-BF16_MIN_WIDTH = 768
-
-
 def native_bf16() -> bool:
     """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX): only there does a bfloat16 encoder
     run faster than float32; elsewhere oneDNN emulates it, slower."""
@@ -50,10 +45,11 @@ def native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def resolve_precision(precision: str, device: torch.device | str, encoder_width: int = 0) -> str:
+def resolve_precision(precision: str, device: torch.device | str) -> str:
     """The image encoder's arithmetic for a run: "fp32", "bf16" (autocast) or "int8" (dynamically quantised Linear
-    layers, CPU only). "auto": on CUDA the device's autocast, reported as "bf16"; on a CPU, bf16 for an encoder at
-    least BF16_MIN_WIDTH channels wide where the CPU has bfloat16 in hardware, else fp32 (benchmarks/vitb_cpu.py)."""
+    layers, CPU only). "auto": on CUDA the device's autocast, reported as "bf16"; on a CPU, bf16 where the CPU has
+    bfloat16 in hardware (vit_b 2.2x and the bundled default 2.0x faster there, the same ships on every sample:
+    benchmarks/vitb_cpu.py), else fp32."""
     if precision not in PRECISIONS:
         raise ShipsegError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     cuda = torch.device(device).type == "cuda"
@@ -61,4 +57,4 @@ def resolve_precision(precision: str, device: torch.device | str, encoder_width:
         raise ShipsegError("--precision int8 runs on the CPU only; use bf16 or fp32 on a GPU")
     if precision != "auto":
         return precision
-    return "bf16" if cuda or (encoder_width >= BF16_MIN_WIDTH and native_bf16()) else "fp32"
+    return "bf16" if cuda or native_bf16() else "fp32"

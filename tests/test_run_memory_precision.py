@@ -92,16 +92,15 @@ def test_reduced_precision_masks_of_box_prompts_agree_with_float32(harbour, tiny
     assert np.mean(matched_ious(ships["fp32"], ships[precision])) >= 0.9
 
 
-def test_precision_auto_follows_the_hardware_and_the_model_size_and_int8_is_cpu_only(monkeypatch):
+def test_precision_auto_follows_the_hardware_and_int8_is_cpu_only(monkeypatch):
     from samgeo_ship import device
 
-    vit_b, tiny = CONFIGS["vit_b"].encoder_embed_dim, CONFIGS["sam_tiny"].encoder_embed_dim
     monkeypatch.setattr(device, "native_bf16", lambda: False)
-    assert resolve_precision("auto", "cpu", vit_b) == "fp32"
+    assert resolve_precision("auto", "cpu") == "fp32" and ShipDetector(None, device="cpu").precision == "fp32"
     monkeypatch.setattr(device, "native_bf16", lambda: True)
-    assert resolve_precision("auto", "cpu", vit_b) == "bf16" and resolve_precision("fp32", "cpu", vit_b) == "fp32"
-    assert resolve_precision("auto", "cpu", tiny) == "fp32"  # the default model keeps its float32 results
-    assert ShipDetector(None, device="cpu").precision == "fp32"
+    assert resolve_precision("auto", "cpu") == "bf16" and resolve_precision("fp32", "cpu") == "fp32"
+    assert ShipDetector(None, device="cpu").precision == "bf16"
+    assert resolve_precision("auto", "cuda") == "bf16"
     with pytest.raises(ShipsegError, match="CPU only"):
         resolve_precision("int8", "cuda")
     with pytest.raises(ShipsegError, match="unknown precision"):

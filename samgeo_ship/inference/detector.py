@@ -81,7 +81,7 @@ class ShipDetector:
             path = model_path(model)
             self.model, self.card = load_model(path, self.device)
             self.name = path.name
-        self.precision = resolve_precision(precision, self.device, self.model.config.encoder_embed_dim)
+        self.precision = resolve_precision(precision, self.device)
         self.bands = parse_bands(bands)
         if overlap is None and tile_size is not None and self.any_resolution:
             overlap = int(tile_size) // 8  # the card's halo is for its own tile size
