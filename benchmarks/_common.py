@@ -24,12 +24,19 @@ def scene(size: int, work: Path) -> Path:
     return path
 
 
+def harbour_scene(size: int, work: Path, bands: str, px_per_ship: int, least: int, prefix: str) -> tuple[Path, Path]:
+    """A size x size px synthetic harbour at 10 m (seed ``size``) with one ship per ``px_per_ship`` px (at least
+    ``least``), and its truth; made once in ``work`` as PREFIX_SIZE.tif/.geojson, window by window."""
+    tif, truth = work / f"{prefix}_{size}.tif", work / f"{prefix}_{size}.geojson"
+    if not tif.exists():
+        make_scene(SynthSpec(size, size, bands=bands, n_ships=max(least, size * size // px_per_ship), seed=size),
+                   tif, truth)
+    return tif, truth
+
+
 def s2_scene(size: int, work: Path) -> tuple[Path, Path]:
     """A size x size px Sentinel-2-like harbour (4 x uint16, 10 m) with one ship per 40,000 px, and its truth."""
-    tif, truth = work / f"scene_{size}.tif", work / f"scene_{size}.geojson"
-    if not tif.exists():
-        make_scene(SynthSpec(size, size, bands="s2", n_ships=max(20, size * size // 40_000), seed=size), tif, truth)
-    return tif, truth
+    return harbour_scene(size, work, "s2", 40_000, 20, "scene")
 
 
 def default_model_at(work: Path, pixel_size_m: float, tile_size: int, overlap: int) -> Path:

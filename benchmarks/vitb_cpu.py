@@ -35,7 +35,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks._common import RESULTS, save  # noqa: E402
+from benchmarks._common import RESULTS, harbour_scene, save  # noqa: E402
 from benchmarks._measure import measure  # noqa: E402
 
 PRECISIONS = ("fp32", "bf16", "int8")
@@ -57,13 +57,8 @@ def vit_b_bundle(work: Path) -> Path:
 
 
 def harbour(size: int, work: Path) -> tuple[Path, Path]:
-    """A synthetic RGB harbour of ``size`` px at 10 m and its truth (written window by window)."""
-    from samgeo_ship.synthetic import SynthSpec, make_scene
-
-    tif, truth = work / f"rgb_{size}.tif", work / f"rgb_{size}.geojson"
-    if not tif.exists():
-        make_scene(SynthSpec(size, size, bands="rgb8", n_ships=max(12, size * size // 80_000), seed=size), tif, truth)
-    return tif, truth
+    """A synthetic RGB harbour of ``size`` px at 10 m and its truth."""
+    return harbour_scene(size, work, "rgb8", 80_000, 12, "rgb")
 
 
 def detect_run(scene: str, model: str, encoder_only: bool) -> dict:

@@ -34,6 +34,8 @@ def autocaster(device: torch.device) -> Callable[[], ContextManager]:
 
 
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
+
+
 def native_bf16() -> bool:
     """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX): only there does a bfloat16 encoder
     run faster than float32; elsewhere oneDNN emulates it, slower."""
@@ -48,8 +50,7 @@ def native_bf16() -> bool:
 def resolve_precision(precision: str, device: torch.device | str) -> str:
     """The image encoder's arithmetic for a run: "fp32", "bf16" (autocast) or "int8" (dynamically quantised Linear
     layers, CPU only). "auto": on CUDA the device's autocast, reported as "bf16"; on a CPU, bf16 where the CPU has
-    bfloat16 in hardware (vit_b 2.2x and the bundled default 2.0x faster there, the same ships on every sample:
-    benchmarks/vitb_cpu.py), else fp32."""
+    bfloat16 in hardware (faster there with the same ships: benchmarks/README.md, "vit_b on a CPU"), else fp32."""
     if precision not in PRECISIONS:
         raise ShipsegError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     cuda = torch.device(device).type == "cuda"

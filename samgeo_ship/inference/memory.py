@@ -16,15 +16,16 @@ FLOAT_BYTES = 4
 ACTIVATION_BYTES = {"fp32": 4, "bf16": 2, "int8": 4}
 # Share of the free memory a run's activations may take: the rest is the system's, and other programs'.
 FREE_SHARE = 0.5
-# On a CPU one input already keeps every core busy in the encoder's matrix products, so a larger batch buys no speed
-# and costs its activations in full: vit_b (4096 embedding cells an input) encoded 4 tiles as one batch in 1.2x the
-# time of 4 batches of one (bf16, 2 cores, measured). Small encoders batch up to this many cells at once.
+# On a CPU an input of vit_b's 4096 embedding cells already keeps every core busy in the encoder's matrix products,
+# so a larger batch buys no speed (it was slower: benchmarks/README.md) and costs its activations in full. Small
+# encoders batch up to this many cells at once.
 CPU_BATCH_CELLS = 4096
 CPU_ACTIVATION_BUDGET = 1 << 30
 MAX_BATCH = {"cpu": 4, "cuda": 16}
 
 
-def encoder_bytes_per_input(config: SamConfig, precision: str = "fp32", device: str = "cpu") -> int:
+def encoder_bytes_per_input(config: SamConfig, precision: str = "fp32",
+                            device: torch.device | str = "cpu") -> int:
     """Peak activation bytes one more input adds to the encoder's forward pass. In an attention block the scores,
     the scores with relative positions added and their softmax are alive at once: (heads, N, N) each on a GPU, at
     most CHUNK_ENTRIES each on a CPU (``models.attention``), beside the relative-position terms (heads, N, 2 * side);

@@ -3,19 +3,17 @@
 
 A global-attention block of vit_b attends 4096 cells to 4096 cells in 12 heads: segment_anything builds that
 201-million-entry matrix, adds the decomposed relative positions to it in two passes and softmaxes it, each pass
-through main memory (400 MB a pass in bfloat16). Those three passes, not the matrix products, were a third of a
-bf16 vit_b forward on a CPU (profiled). Here the queries go through in blocks of about ``CHUNK_ENTRIES`` attention
-entries, so each block's scores, positions and softmax stay in the processor's cache; measured on one core,
-vit_b's encoder on a 1024 px input went from 7.2 to 5.3 s in bf16 and 17.7 to 15.1 s in float32
-(benchmarks/vitb_cpu.py). Keys, weights and state_dict are unchanged: checkpoints load as before."""
+through main memory. Here the queries go through in blocks of about ``CHUNK_ENTRIES`` attention entries, so each
+block's scores, positions and softmax stay in the processor's cache (speed-ups: benchmarks/README.md, "vit_b on a
+CPU"). Keys, weights and state_dict are unchanged: checkpoints load as before."""
 
 from __future__ import annotations
 
 import torch
 from segment_anything.modeling import image_encoder
 
-# Entries of one query block's attention matrix (all heads): 6 Mi, 12 MB in bf16, was fastest on a 2-core
-# AVX-512 machine among blocks of 3, 6 and 12 Mi for vit_b's global blocks.
+# Entries of one query block's attention matrix (all heads): 6 Mi, 12 MB in bf16: small enough to stay in cache,
+# large enough that the per-block overhead stays small (the sizes compared: benchmarks/README.md).
 CHUNK_ENTRIES = 6 * 2**20
 
 
@@ -24,7 +22,7 @@ class ChunkedAttention(image_encoder.Attention):
     (on a GPU, segment_anything's own forward)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.is_cuda:  # measured on CPUs only; a GPU would pay one kernel launch per block of queries
+        if x.is_cuda:  # a GPU would pay a kernel launch per block; its memory bandwidth needs no blocks
             return super().forward(x)
         batch, h, w, _ = x.shape
         heads, cells = self.num_heads, h * w

@@ -319,7 +319,7 @@ def sam_from_state(config: SamConfig, state_dict: Mapping[str, torch.Tensor]) ->
 def load_assigned(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor]) -> torch.nn.Module:
     """Load ``state_dict`` strictly into ``module``, built on the meta device, by taking its tensors (each cast to
     the dtype the module declares) instead of copying them into random-initialised ones: no init time and no second
-    copy of the weights in memory (vit_h: 2.5 GB). SAM's input constants, which checkpoints do not store, are
+    copy of the weights in memory. SAM's input constants, which checkpoints do not store, are
     then given their values. Returns ``module``; raises RuntimeError (as ``load_state_dict``) when keys or shapes
     differ."""
     declared = module.state_dict()
