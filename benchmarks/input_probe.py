@@ -15,7 +15,12 @@ Variants are STRETCH_BANDS. Stretches: ``pct`` (per scene 1-99 % percentile, wha
 (5-99 %), ``log`` (a fixed log stretch of the digital numbers, 200-50000, no scene statistics), ``top`` (pct plus
 a white top-hat, value minus its 11 x 11 grey opening, which keeps bright things narrower than 11 px: ships,
 and also piers), ``ltop`` (log plus its top-hat). Bands: ``rgb`` (B04 B03 B02), ``rgbn`` (+ B08), ``nrg`` (B08
-B04 B03, three bands as a SAM input takes them).
+B04 B03, three bands as a SAM input takes them), ``n`` (B08), ``ns`` (B08 B11).
+
+``--eleven`` runs the eleven-scene split instead (``_sen2ships_split.FOLDS_ALL``: the three folds plus santos and
+los_angeles, which lack blue or all visible bands), so each fold trains on eight to ten scenes; only the bands every
+scene has (``n``, ``ns``) can take it. Results also give the recall of moored ships and ships at sea
+(benchmarks/sen2ships.py's rule).
 
 ``--log-quantise`` first rounds every scene to 8 bits on that log scale (200-50000 DN, steps of 2.2 %), as
 ``--write-pack`` stores them for a machine without the data or GDAL (the reported run: an H200, whose transfer
@@ -40,29 +45,38 @@ sys.path[:0] = [str(ROOT)]
 
 from samgeo_ship.atomic import atomic_file  # noqa: E402
 
-from _sen2ships_split import DATA, FOLDS  # noqa: E402
+from _sen2ships_split import DATA, FOLDS, FOLDS_ALL  # noqa: E402
 
 VARIANTS = "pct_rgb,pct_rgbn,pct_nrg,pctw_rgbn,log_rgbn,top_rgbn,top_nrg,ltop_rgbn"
 LOG_RANGE = (math.log(200.0), math.log(50000.0))
-BANDS = {"rgb": [0, 1, 2], "rgbn": [0, 1, 2, 3], "nrg": [3, 0, 1]}
+READ = ["B04", "B03", "B02", "B08", "B11"]  # what read_scene stacks (zeros where a scene lacks a band)
+BANDS = {"rgb": [0, 1, 2], "rgbn": [0, 1, 2, 3], "nrg": [3, 0, 1], "n": [3], "ns": [3, 4]}
+EVERY_SCENE = ("n", "ns")  # band sets all eleven scenes hold
 STRETCHES = ("pct", "pctw", "log", "top", "ltop")
 CROP, BATCH, THRESHOLD, MIN_PX = 96, 16, 0.5, 8
 
 
-def read_scene(name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(4, H, W) float32 digital numbers of B04 B03 B02 B08 and (H, W) int32 truth ship ids (0 = none)."""
+def read_scene(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(5, H, W) float32 digital numbers of READ (zeros for a band the scene lacks), (H, W) int32 truth ship ids
+    (0 = none) and (N,) bool: ship k + 1 is moored (sen2ships.moored)."""
     from rasterio.features import rasterize  # here, not above: a --pack run needs no GDAL
     from rasterio.windows import Window
 
     from samgeo_ship.labels import load_labels
     from samgeo_ship.raster import Scene
+    from sen2ships import moored
 
-    with Scene.open(DATA / name / "scene.tif", bands=["B04", "B03", "B02", "B08"]) as scene:
-        dn = scene.read_raw(Window(0, 0, scene.width, scene.height))[0].astype(np.float32)
+    path = DATA / name / "scene.tif"
+    with Scene.open(path) as scene:
+        held = [b for b in READ if b in scene.descriptions]
+    with Scene.open(path, bands=held) as scene:
+        read = scene.read_raw(Window(0, 0, scene.width, scene.height))[0].astype(np.float32)
         ships = load_labels(DATA / name / "labels.coco.json", scene).ships
-        ids = rasterize([(g, i + 1) for i, g in enumerate(ships.geometry)], out_shape=dn.shape[1:],
+        ids = rasterize([(g, i + 1) for i, g in enumerate(ships.geometry)], out_shape=read.shape[1:],
                         transform=scene.transform, dtype=np.int32)
-    return dn, ids
+    dn = np.zeros((len(READ), *read.shape[1:]), np.float32)
+    dn[[READ.index(b) for b in held]] = read
+    return dn, ids, moored(path, ships.geometry)
 
 
 def log_codes(dn: np.ndarray) -> np.ndarray:
@@ -75,17 +89,18 @@ def from_codes(codes: np.ndarray) -> np.ndarray:
     return np.exp(codes.astype(np.float32) / 255 * (LOG_RANGE[1] - LOG_RANGE[0]) + LOG_RANGE[0])
 
 
-def load_scenes(args) -> dict:
-    """Every scene of FOLDS as ((4, H, W) digital numbers, (H, W) ids) tensors on the device."""
+def load_scenes(args, folds) -> dict:
+    """Every scene of ``folds`` as ((5, H, W) digital numbers, (H, W) ids) tensors on the device and (N,) moored."""
+    names = [s for fold in folds for s in fold]
     if args.pack:
         with np.load(args.pack) as z:
-            raw = {s: (from_codes(z[f"{s}_dn"]), z[f"{s}_ids"]) for fold in FOLDS for s in fold}
+            raw = {s: (from_codes(z[f"{s}_dn"]), z[f"{s}_ids"], z[f"{s}_moored"]) for s in names}
     else:
-        raw = {s: read_scene(s) for fold in FOLDS for s in fold}
+        raw = {s: read_scene(s) for s in names}
         if args.log_quantise:
-            raw = {s: (from_codes(log_codes(dn)), ids) for s, (dn, ids) in raw.items()}
-    return {s: (torch.from_numpy(dn).to(args.device), torch.from_numpy(ids.astype(np.int64)).to(args.device))
-            for s, (dn, ids) in raw.items()}
+            raw = {s: (from_codes(log_codes(dn)), ids, m) for s, (dn, ids, m) in raw.items()}
+    return {s: (torch.from_numpy(dn).to(args.device), torch.from_numpy(ids.astype(np.int64)).to(args.device), m)
+            for s, (dn, ids, m) in raw.items()}
 
 
 def opening(x: torch.Tensor, k: int = 11) -> torch.Tensor:
@@ -111,7 +126,7 @@ def features(variant: str, dn: torch.Tensor) -> torch.Tensor:
         x = logv
     elif kind == "ltop":
         x = torch.cat([logv, ((logv - opening(logv)) * 4).clamp(0, 1)])
-    idx = BANDS[bands] + ([i + 4 for i in BANDS[bands]] if len(x) == 8 else [])
+    idx = BANDS[bands] + ([i + len(READ) for i in BANDS[bands]] if len(x) == 2 * len(READ) else [])
     return x[idx].contiguous()
 
 
@@ -143,8 +158,9 @@ def components(mask: torch.Tensor) -> torch.Tensor:
     return torch.unique(lab, return_inverse=True)[1].reshape(h, w)
 
 
-def score(truth: torch.Tensor, pred: torch.Tensor) -> tuple[int, int, int]:
-    """(true positives, detections, truth ships) at IoU 0.5, greedy one-to-one, detections under MIN_PX dropped."""
+def score(truth: torch.Tensor, pred: torch.Tensor) -> tuple[int, int, int, list]:
+    """(true positives, detections, truth ships, ids of the ships found) at IoU 0.5, greedy one-to-one, detections
+    under MIN_PX dropped."""
     n_pred = int(pred.max())
     sizes = torch.bincount(pred.flatten(), minlength=n_pred + 1)
     keep = sizes >= MIN_PX
@@ -161,13 +177,13 @@ def score(truth: torch.Tensor, pred: torch.Tensor) -> tuple[int, int, int]:
             seen_t.add(t)
             seen_p.add(p)
             tp += 1
-    return tp, int(keep.sum()), int(truth.max())
+    return tp, int(keep.sum()), int(truth.max()), sorted(seen_t)
 
 
-def run_fold(variant: str, k: int, scenes: dict, steps: int, seed: int, device) -> dict:
+def run_fold(variant: str, k: int, folds, scenes: dict, steps: int, seed: int, device) -> dict:
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    trains = [s for fold in FOLDS for s in fold if s not in FOLDS[k - 1]]
+    trains = [s for fold in folds for s in fold if s not in folds[k - 1]]
     data = [(features(variant, scenes[s][0]), scenes[s][1]) for s in trains]
     ship_px = [torch.nonzero(ids > 0) for _, ids in data]
     net = network(data[0][0].shape[0], device)
@@ -205,17 +221,20 @@ def run_fold(variant: str, k: int, scenes: dict, steps: int, seed: int, device) 
         sched.step()
     result = {}
     with torch.no_grad():
-        for name in FOLDS[k - 1]:
+        for name in folds[k - 1]:
             out = net(features(variant, scenes[name][0])[None])[0].sigmoid()
             found = components(((out[0] > THRESHOLD) & (out[1] < 0.5)).float())
-            result[name] = score(scenes[name][1], found)
+            tp, n_pred, n_truth, ids = score(scenes[name][1], found)
+            moored = scenes[name][2]
+            result[name] = (tp, n_pred, n_truth, int(moored.sum()), int(sum(moored[i - 1] for i in ids)))
     return result
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--variants", default=VARIANTS)
-    p.add_argument("--folds", default="1,2,3")
+    p.add_argument("--folds", help="which folds of the split, e.g. 1,3 [all]")
+    p.add_argument("--eleven", action="store_true", help="the eleven-scene split (FOLDS_ALL; bands n or ns only)")
     p.add_argument("--steps", type=int, default=3000, help="training steps of 16 crops of 96 px [3000]")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -225,42 +244,50 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "input_probe.json")
     args = p.parse_args(argv)
+    split = FOLDS_ALL if args.eleven else FOLDS
     for v in args.variants.split(","):
         kind, _, bands = v.partition("_")
         if kind not in STRETCHES or bands not in BANDS:
             p.error(f"--variants: {v!r} is not STRETCH_BANDS with STRETCH in {', '.join(STRETCHES)} and BANDS in "
                     f"{', '.join(BANDS)}")
-    if not set(args.folds.split(",")) <= {"1", "2", "3"}:
-        p.error(f"--folds: {args.folds!r} is not a list of 1, 2, 3")
+        if args.eleven and bands not in EVERY_SCENE:
+            p.error(f"--variants: {v!r} with --eleven: santos and los_angeles hold only the bands "
+                    f"{', '.join(EVERY_SCENE)} of every scene")
+    numbers = [str(k) for k in range(1, len(split) + 1)]
+    args.folds = args.folds or ",".join(numbers)
+    if not set(args.folds.split(",")) <= set(numbers):
+        p.error(f"--folds: {args.folds!r} is not a list of {', '.join(numbers)}")
     if args.pack is None and not DATA.is_dir():
         p.error(f"no sen2ships data at {DATA} (set SHIPSEG_SEN2SHIPS)")
     if args.pack is not None and not args.pack.is_file():
         p.error(f"--pack: no file {args.pack}")
     if args.write_pack:
         packed = {}
-        for s in (s for fold in FOLDS for s in fold):
-            dn, ids = read_scene(s)
-            packed.update({f"{s}_dn": log_codes(dn), f"{s}_ids": ids.astype(np.uint8)})
+        for s in (s for fold in FOLDS_ALL for s in fold):
+            dn, ids, moored = read_scene(s)
+            packed.update({f"{s}_dn": log_codes(dn), f"{s}_ids": ids.astype(np.uint8), f"{s}_moored": moored})
         with atomic_file(args.write_pack) as tmp:
             with open(tmp, "wb") as f:
                 np.savez_compressed(f, **packed)
         return 0
     torch.set_num_threads(args.threads)
     folds = [int(f) for f in args.folds.split(",")]
-    scenes = load_scenes(args)
+    scenes = load_scenes(args, split)
     results = {}
     for variant in args.variants.split(","):
         t0, per_scene = time.perf_counter(), {}
         for k in folds:
-            per_scene.update(run_fold(variant, k, scenes, args.steps, args.seed, args.device))
-        tp, n_pred, n_truth = (sum(v[i] for v in per_scene.values()) for i in range(3))
+            per_scene.update(run_fold(variant, k, split, scenes, args.steps, args.seed, args.device))
+        tp, n_pred, n_truth, n_moored, tp_moored = (sum(v[i] for v in per_scene.values()) for i in range(5))
         prec, rec = tp / max(n_pred, 1), tp / max(n_truth, 1)
         results[variant] = {"tp": tp, "detections": n_pred, "ships": n_truth, "precision": prec, "recall": rec,
-                            "f1": 2 * prec * rec / max(prec + rec, 1e-9), "scenes": per_scene,
+                            "f1": 2 * prec * rec / max(prec + rec, 1e-9), "moored": [tp_moored, n_moored],
+                            "at_sea": [tp - tp_moored, n_truth - n_moored], "scenes": per_scene,
                             "seconds": round(time.perf_counter() - t0, 1)}
         r = results[variant]
         print(f"{variant:10s} P {prec:.3f} R {rec:.3f} F1 {r['f1']:.3f} ({tp}/{n_truth} found, {n_pred} "
-              f"detections, {r['seconds']:.0f} s)", flush=True)
+              f"detections; moored {tp_moored}/{n_moored}, at sea {tp - tp_moored}/{n_truth - n_moored}; "
+              f"{r['seconds']:.0f} s)", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(args.out) as tmp:
         Path(tmp).write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results},

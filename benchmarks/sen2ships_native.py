@@ -8,7 +8,9 @@ scenes with only some bands. Each fold trains a proposer with the library's ``tr
 --proposer native``) on every other scene that holds the bands; a seeded fifth of those training tiles picks the
 best epoch and the score threshold (box F1 at IoU 0.5 per tile), so no test scene is seen. The proposer's boxes
 prompt the SAM of --sam (default: benchmarks/models/synthetic_base.safetensors, trained on synthetic harbours only,
-never on sen2ships). The test scenes are scored with ``score_scene`` (``shipseg evaluate``): precision, recall and
+never on sen2ships), or with ``--masks native`` the proposer draws the masks itself (``shipseg train --masks
+native``: its ship-pixel head inside each box, the threshold chosen on the same validation tiles) and detection runs
+no SAM; the box-prompted IoU is still SAM's (user box prompts go to SAM). The test scenes are scored with ``score_scene`` (``shipseg evaluate``): precision, recall and
 F1 at IoU 0.5, box-prompted mask IoU (truth boxes as prompts) beside the filled box, recall of moored ships and of
 ships at sea (benchmarks/sen2ships.py's rules, land_mask). A scene without the bands is reported as not scored.
 
@@ -49,6 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--width", type=int, default=16, help="channels of the proposer [%(default)s]")
     p.add_argument("--negatives", type=float, default=0.1, help="share of shipless tiles per epoch [%(default)s]")
     p.add_argument("--lr", type=float, default=4e-3, help="[%(default)s]")
+    p.add_argument("--masks", choices=("sam", "native"), default="sam",
+                   help="who draws the masks: SAM's decoder from the proposal boxes, or the proposer [%(default)s]")
     p.add_argument("--max-minutes", type=float, default=11.0, help="training budget per fold (0: none) [%(default)s]")
     p.add_argument("--sam", type=Path, default=cv.SYNTHETIC_BASE,
                    help="bundle whose SAM decodes the proposals; it must never have seen sen2ships [%(default)s]")
@@ -102,7 +106,8 @@ def run_fold(k: int, args) -> dict:
     path = args.out / "models" / f"fold{k}.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
     config = ProposerConfig(epochs=args.epochs, batch_size=args.train_batch, width=args.width, negatives=args.negatives, lr=args.lr,
-                            seed=args.seed, threads=args.threads, max_minutes=args.max_minutes, init=str(args.sam))
+                            seed=args.seed, threads=args.threads, max_minutes=args.max_minutes, init=str(args.sam),
+                            masks=args.masks)
     report = lambda r: print(f"  epoch {r['epoch']}: loss {r['loss']:.3f}, val box F1 {r['f1']:.3f} at "
                              f"{r['score_threshold']:g} ({r['seconds']:.0f} s)", flush=True)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -178,8 +183,9 @@ def markdown(result: dict) -> str:
         f"# sen2ships native-proposer cross-validation: folds {','.join(map(str, a['folds']))}", "",
         f"bands {a['bands']}, proposer width {a['width']}, up to {a['epochs']} epochs"
         f"{', at most ' + format(a['max_minutes'], 'g') + ' min' if a['max_minutes'] else ''} per fold, lr "
-        f"{a['lr']:g}, negatives {a['negatives']:g}, SAM of "
-        f"{Path(a['sam']).name}, tiles {a['tile_size']} px (overlap {a['overlap']}), seed {a['seed']}, "
+        f"{a['lr']:g}, negatives {a['negatives']:g}, masks by "
+        f"{'the proposer (SAM only for the box prompts: ' if a['masks'] == 'native' else '('}SAM of "
+        f"{Path(a['sam']).name}), tiles {a['tile_size']} px (overlap {a['overlap']}), seed {a['seed']}, "
         f"{a['threads']} thread(s).", "", *lines, "",
         f"Wall time {result['wall_seconds'] / 60:.1f} min{' summed over the folds' if a['aggregate'] else ''} (per fold "
         + "; ".join(f"{f['fold']}: train {f['seconds']['train']:.0f} s ({f['epochs']} epochs, best "

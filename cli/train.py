@@ -60,17 +60,24 @@ from samgeo_ship.training.prompts import PromptRecipe
               help="What to train: prompter (SAM and its prompter on image embeddings, the options above) or native "
                    "(a convolutional proposer at the datasets' own pixels, without SAM's encoder; its boxes prompt "
                    "the SAM of --init, untrained without it).")
+@click.option("--masks", type=click.Choice(["sam", "native"]), default="sam", show_default=True,
+              help="With --proposer native: who draws each ship's mask, SAM's decoder from the proposal box, or the "
+                   "proposer's own ship-pixel head (detection then runs no SAM; the proposer may read bands SAM "
+                   "was not trained on, such as B08).")
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="CPU threads [all cores].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def train(ctx, datasets, output, model_type, encoder, epochs, batch_size, lr, val_fraction, val_datasets, patience,
           seed, device, resume, base_checkpoint, cache_dir, no_augment, lora_rank, lora_alpha, init_model, negatives,
-          negative_ratio, box_prior, negative_boxes, prompter_pixels, max_minutes, proposer, threads, quiet):
+          negative_ratio, box_prior, negative_boxes, prompter_pixels, max_minutes, proposer, masks, threads, quiet):
     """Fine-tune SAM and its ship prompter on DATASETS (directories made by shipseg prepare).
 
     Example: shipseg train harbour_ds/ -o ships.safetensors --model-type vit_b --epochs 30
     """
     check_outputs({output: {".safetensors"}}, inputs=[*datasets, *val_datasets, init_model, base_checkpoint])
+    if masks == "native" and proposer != "native":
+        raise click.BadParameter("only a native proposer draws its own masks: add --proposer native",
+                                 param_hint="--masks")
     if proposer == "native":
         _train_native(ctx, datasets, output, val_datasets, quiet)
         return
@@ -126,7 +133,7 @@ def _train_native(ctx, datasets, output, val_datasets, quiet):
                             lr=p["lr"] or ProposerConfig.lr, val_fraction=p["val_fraction"],
                             patience=p["patience"], seed=p["seed"], device=p["device"], augment=not p["no_augment"],
                             threads=p["threads"], max_minutes=p["max_minutes"], init=p["init_model"],
-                            model_type=p["model_type"], negatives=p["negatives"])
+                            model_type=p["model_type"], negatives=p["negatives"], masks=p["masks"])
 
     def on_epoch(r):
         if not quiet:
@@ -137,5 +144,8 @@ def _train_native(ctx, datasets, output, val_datasets, quiet):
                             on_epoch=on_epoch)
     v = result.card.validation
     summary = f"val box F1 {v['f1']:.3f}, best epoch {v['best_epoch']}" if "f1" in v else "no validation tiles"
+    if "mask_iou" in v:
+        summary += (f", own masks at {result.card.proposer['mask_threshold']:g}: val mask IoU {v['mask_iou']:.3f} "
+                    f"(filled box {v['box_baseline_iou']:.3f})")
     click.echo(f"{output}: native proposer on {result.card.model_type} SAM ({result.card.proposer['sam_from']}), "
                f"{result.card.training['epochs']} epochs, {summary}")

@@ -6,15 +6,19 @@ from __future__ import annotations
 import json
 import shutil
 
+import geopandas as gpd
 import numpy as np
 import pytest
 import torch
 
 from samgeo_ship import ShipDetector, calibrate, evaluate as evaluate_scene
+from samgeo_ship.inference.predictor import own_masks
+from samgeo_ship.metrics import match
 from samgeo_ship.models.bundle import load_bundle, read_card
 from samgeo_ship.models.native import DEFAULT_WIDTH, NativeProposer, decode, native_loss, native_targets
 from samgeo_ship.models.prompter import Prompter
-from samgeo_ship.training.native import ProposerConfig, box_f1, train_proposer
+from samgeo_ship.models.shipsam import ShipSam
+from samgeo_ship.training.native import MASK_THRESHOLDS, ProposerConfig, box_f1, train_proposer
 
 from conftest import SMALL_HULLS, run_cli, ship_dataset, write_truth
 
@@ -123,3 +127,60 @@ def test_shipseg_train_native_writes_a_native_bundle(tmp_path, native_sets, tiny
     card = read_card(out)
     assert card.kind == "native" and card.proposer["width"] == DEFAULT_WIDTH
     assert json.loads(card.to_json())["training"]["recipe"]["proposer"] == "native"
+
+
+# ---- its own masks (--masks native) --------------------------------------------------------------------------------
+def test_own_masks_give_a_pixel_two_boxes_claim_to_the_stronger_ship():
+    masks = torch.zeros(2, 8, 8, dtype=torch.bool)
+    masks[0, 2:5, 1:6] = True
+    masks[1, 4:7, 2:7] = True  # row 4 overlaps the first ship
+    got = own_masks(masks, torch.tensor([0.9, 0.6]), 16)  # and the tile is read at twice the proposer's pixels
+    assert [d.score for d in got] == pytest.approx([0.9, 0.6]) and all(np.isnan(d.iou_pred) for d in got)
+    assert got[0].mask.shape == (16, 16) and got[0].mask.sum() == 4 * masks[0].sum()
+    assert not (got[0].mask & got[1].mask).any()
+    assert got[1].mask.sum() == 4 * (masks[1] & ~masks[0]).sum()
+
+
+def test_a_mask_threshold_makes_each_proposal_carry_the_ship_pixels_in_its_box(monkeypatch):
+    masks, boxes = _side_by_side()
+    heat, edges, _, ship = native_targets([masks], 32)
+    proposer = NativeProposer(32, mask_threshold=0.5)
+    monkeypatch.setattr(proposer, "forward", lambda x: (torch.logit(heat.clamp(1e-6, 1 - 1e-6)), edges,
+                                                         torch.where(ship > 0, 5.0, -5.0)))
+    images = torch.zeros(1, 3, 64, 64)  # model inputs at twice the native pixels
+    (found,) = proposer.proposals(None, None, 0.99, images=images)
+    assert not proposer.needs_embeddings and NativeProposer(32).needs_embeddings
+    order = found.boxes[:, 1].argsort()
+    assert torch.allclose(found.boxes[order], boxes * 2, atol=1e-4)
+    assert found.pixel_masks.shape == (2, 32, 32) and torch.equal(found.pixel_masks[order], masks)
+
+
+@pytest.fixture(scope="module")
+def own_masks_bundle(tmp_path_factory, native_sets):
+    out = tmp_path_factory.mktemp("native_own") / "own.safetensors"
+    config = ProposerConfig(epochs=40, batch_size=4, lr=5e-3, negatives=1.0, patience=40, threads=1, masks="native")
+    return train_proposer(native_sets[:1], out, config, val_datasets=native_sets[1:])
+
+
+def test_its_own_masks_are_chosen_on_validation_and_detection_runs_no_sam(tmp_path, own_masks_bundle, small_harbour,
+                                                                          monkeypatch):
+    card = own_masks_bundle.card
+    assert card.proposer["mask_threshold"] in MASK_THRESHOLDS
+    # Bright hulls on dark water: the ship-pixel head beats the filled box inside the truth boxes.
+    assert card.validation["mask_iou"] > card.validation["box_baseline_iou"]
+
+    def no_sam(*args, **kwargs):
+        raise AssertionError("SAM ran")
+
+    monkeypatch.setattr(ShipSam, "decode", no_sam)
+    monkeypatch.setattr(ShipSam, "encode", no_sam)
+    ships = ShipDetector(str(own_masks_bundle.path), device="cpu").detect(small_harbour)
+    truth = gpd.read_file(write_truth(tmp_path / "truth.geojson", SMALL_HULLS)).geometry
+    matched = match(list(ships.geometry), list(truth))
+    assert len(ships) >= 1 and len(matched.pairs) >= 1  # a ship of the three drawn at IoU 0.5 from its own pixels
+
+
+def test_shipseg_train_masks_native_needs_the_native_proposer(tmp_path, native_sets):
+    result = run_cli("train", native_sets[0], "--masks", "native", "-o", tmp_path / "m.safetensors")
+    assert result.exit_code == 2 and "--proposer native" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "m.safetensors").exists()

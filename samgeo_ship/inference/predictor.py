@@ -92,7 +92,9 @@ class TilePredictor:
         Returns per tile a list of TileDetection with (T, T) masks."""
         B, C, T, _ = images.shape
         inputs = self.inputs(images)
-        embeddings = self.encoder(inputs)
+        # A proposer that segments the ships itself needs no image embeddings (models.native's own masks).
+        encode = prompts is not None or getattr(self.model.proposer, "needs_embeddings", True)
+        embeddings = self.encoder(inputs) if encode else None
         proposals = None
         if prompts is None:
             laid_out, images_laid_out = self._conv_layout(embeddings, inputs)
@@ -104,6 +106,9 @@ class TilePredictor:
             if prompts is None:
                 boxes, scores = proposals[b].boxes.float(), proposals[b].scores.float()
                 keep = nms(boxes, scores, self.nms_iou) if len(boxes) else torch.zeros(0, dtype=torch.long)
+                if proposals[b].pixel_masks is not None:
+                    out.append(own_masks(proposals[b].pixel_masks[keep], scores[keep], T))
+                    continue
                 boxes = boxes[keep]
                 extra = proposals[b].prompts(keep)
                 if not extra and len(boxes) and getattr(self.model, "box_prior", 0):
@@ -119,7 +124,7 @@ class TilePredictor:
         the values are the same."""
         if self.device.type != "cpu":
             return embeddings, inputs
-        return (embeddings.contiguous(memory_format=torch.channels_last),
+        return (None if embeddings is None else embeddings.contiguous(memory_format=torch.channels_last),
                 inputs.contiguous(memory_format=torch.channels_last))
 
     def inputs(self, images: np.ndarray) -> torch.Tensor:
@@ -187,3 +192,14 @@ class TilePredictor:
                 detections.append(TileDetection(found[k], score, float(iou[k]),
                                                 int(ids[i]) if ids is not None else -1))
         return detections
+
+
+def own_masks(masks: torch.Tensor, scores: torch.Tensor, T: int) -> list[TileDetection]:
+    """Detections from a proposer's own (N, t, t) bool masks, strongest first (``scores`` (N,)), at the tile's
+    (T, T): a pixel two masks claim stays with the stronger ship, so ships moored side by side, whose boxes overlap,
+    keep apart; SAM's predicted IoU is not there, so ``iou_pred`` is NaN."""
+    if masks.shape[-1] != T:
+        masks = F.interpolate(masks[:, None].float(), size=(T, T), mode="nearest")[:, 0] > 0.5
+    claimed = (masks.int().cumsum(0) - masks.int()) > 0
+    masks = (masks & ~claimed).cpu().numpy()
+    return [TileDetection(m, float(s), float("nan")) for m, s in zip(masks, scores.tolist())]

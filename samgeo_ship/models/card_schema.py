@@ -93,6 +93,8 @@ def _proposer(value):
     _typed(value, "proposer", dict, "an object")
     if "width" in value:
         _int(value["width"], "proposer.width", 1, MAX_PROPOSER_WIDTH)
+    if value.get("mask_threshold") is not None:
+        _number(value["mask_threshold"], "proposer.mask_threshold", 0, 1)
 
 
 def check_card(data, required=("model_type", "bands", "pixel_size_m", "tile_size", "overlap")) -> dict:

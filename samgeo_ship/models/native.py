@@ -2,6 +2,13 @@
 pixel size (the scene's pixels for a model made for them), not on SAM's upsampled ViT patches; its boxes prompt
 SAM's mask decoder. Bundles of kind "native" carry it (models.bundle.BUNDLE_KINDS).
 
+Or it gives the masks itself: a bundle whose card holds ``proposer.mask_threshold`` (``shipseg train --proposer native
+--masks native``) takes each ship's mask from the ship-pixel head, the pixels above that threshold inside the ship's
+box, and detection runs neither SAM's encoder nor its decoder. On real Sentinel-2 ports the SAM here (trained on
+synthetic harbours) gives masks far below the filled box even from the true boxes, and the proposer's own masks doubled
+the cross-validated F1 of the same proposals (benchmarks/README.md, "Native masks"); they also free the proposer from
+SAM's bands, so it can read near infrared, which a SAM trained on red, green and blue cannot.
+
 Why not the ViT embedding: a 64 px Sentinel-2 tile is upsampled 4x for sam_tiny, and one embedding cell then holds
 2 x 2 scene pixels; ships moored side by side 1-2 pixels apart share cells, and a from-scratch encoder learns them
 slowly. At native pixels a few dilated convolutions see each hull's edges directly, and the heatmap has one cell
@@ -22,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from samgeo_ship.models.proposer import Proposals, heat_peaks
+from samgeo_ship.models.shipsam import filled_boxes
 
 KIND = "native"
 DEFAULT_WIDTH = 16
@@ -42,10 +50,13 @@ class NativeProposer(nn.Module):
     part = KIND
     unused_parts = ("prompter",)
 
-    def __init__(self, tile_size: int, width: int = DEFAULT_WIDTH, in_chans: int = 3):
+    def __init__(self, tile_size: int, width: int = DEFAULT_WIDTH, in_chans: int = 3,
+                 mask_threshold: float | None = None):
         super().__init__()
         self.tile_size = int(tile_size)
         self.width = int(width)
+        # Set: the ship-pixel head's probability above which a pixel in a ship's box is the ship (its own masks).
+        self.mask_threshold = None if mask_threshold is None else float(mask_threshold)
         wide = width + width // 2
         layers, c = [], in_chans
         # Dilations 1-8: a receptive field of ~60 px, a whole ship and the quay or open water around it.
@@ -61,7 +72,13 @@ class NativeProposer(nn.Module):
     @classmethod
     def from_card(cls, config, card) -> "NativeProposer":
         """An untrained proposer of the shape a bundle card records."""
-        return cls(card.tile_size, int(card.proposer.get("width", DEFAULT_WIDTH)))
+        return cls(card.tile_size, int(card.proposer.get("width", DEFAULT_WIDTH)),
+                   mask_threshold=card.proposer.get("mask_threshold"))
+
+    @property
+    def needs_embeddings(self) -> bool:
+        """Whether detection must encode the tiles: only for SAM's decoder, which its own masks do without."""
+        return self.mask_threshold is None
 
     def native(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) model inputs in [0, 255] -> (B, 3, T, T) in [-1, 1] at the model's own pixels (T =
@@ -79,11 +96,19 @@ class NativeProposer(nn.Module):
 
     def proposals(self, model, embeddings: torch.Tensor, threshold: float, max_ships: int = 200,
                   images: torch.Tensor | None = None) -> list[Proposals]:
-        """The Proposer interface; it reads ``images`` only (the embeddings prompt SAM's decoder afterwards)."""
+        """The Proposer interface; it reads ``images`` only (the embeddings, None when ``needs_embeddings`` is
+        False, prompt SAM's decoder afterwards). With ``mask_threshold`` set, each proposal carries its
+        ``pixel_masks``: the ship pixels inside its box, at native pixels."""
         if images is None:
             raise ValueError("the native proposer looks at the pixels: pass the model-input images")
-        heat, edges, _ = self(self.native(images).to(next(self.parameters()).dtype))
-        return decode(heat, edges, images.shape[-1] / self.tile_size, threshold, max_ships)
+        heat, edges, mask = self(self.native(images).to(next(self.parameters()).dtype))
+        scale = images.shape[-1] / self.tile_size
+        proposals = decode(heat, edges, scale, threshold, max_ships)
+        if self.mask_threshold is not None:
+            ships = mask.float().sigmoid()[:, 0] > self.mask_threshold
+            for p, s in zip(proposals, ships):
+                p.pixel_masks = filled_boxes(p.boxes / scale, self.tile_size) & s
+        return proposals
 
 
 @torch.no_grad()

@@ -20,13 +20,17 @@ class Proposals:
 
     A proposer may prompt the decoder with more than the box (samgeo_ship.oneshot does): ``points`` (N, P, 2) ``x, y``
     in model-input pixels with ``labels`` (N, P) (1 ship, 0 background), and ``masks`` (N, 1, 4h, 4w), the
-    low-resolution mask logits of an earlier decoder pass."""
+    low-resolution mask logits of an earlier decoder pass.
+
+    A proposer that segments the ships itself (models.native with its own masks) gives ``pixel_masks`` (N, t, t)
+    bool at its own pixels instead: those are the ships' masks, and the decoder is not asked."""
 
     boxes: torch.Tensor
     scores: torch.Tensor
     points: torch.Tensor | None = None
     labels: torch.Tensor | None = None
     masks: torch.Tensor | None = None
+    pixel_masks: torch.Tensor | None = None
 
     def prompts(self, index) -> dict:
         """The prompts besides the box of the proposals at ``index``, as keyword arguments of ShipSam.decode."""

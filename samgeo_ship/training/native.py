@@ -21,7 +21,7 @@ from samgeo_ship.errors import ShipsegError, fail
 from samgeo_ship.models.bundle import BundleCard, load_bundle, save_bundle
 from samgeo_ship.models.native import DEFAULT_WIDTH, KIND, NativeProposer, decode, native_loss, native_targets
 from samgeo_ship.models.registry import CONFIGS, build_sam
-from samgeo_ship.models.shipsam import ShipSam, model_input
+from samgeo_ship.models.shipsam import ShipSam, filled_boxes, mask_boxes, model_input
 from samgeo_ship.training.augment import VARIANTS, apply_variant
 from samgeo_ship.training.data import open_datasets, split_tiles
 from samgeo_ship.training.evaluate import NMS_IOU
@@ -29,6 +29,8 @@ from samgeo_ship.training.trainer import DEFAULT_BOX_PRIOR, TrainResult, _median
 
 THRESHOLDS = tuple(round(float(t), 2) for t in np.arange(0.1, 0.91, 0.05))
 MATCH_IOU = 0.5
+MASK_THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)  # ship-pixel probabilities tried for the proposer's own masks
+MASKS = ("sam", "native")
 
 
 @dataclass
@@ -37,7 +39,9 @@ class ProposerConfig:
 
     negatives: share of the shipless tiles drawn afresh each epoch (all tiles with ships are in every epoch).
     init: the bundle whose SAM decodes the proposals into masks (its ``box_prior`` too); None: an untrained
-        ``model_type`` SAM (tests, or a proposer to be joined to a SAM later)."""
+        ``model_type`` SAM (tests, or a proposer to be joined to a SAM later).
+    masks: "sam" (SAM's decoder masks each proposal box) or "native" (the proposer's ship-pixel head inside the box,
+        its threshold chosen on the validation tiles; detection then runs no SAM at all)."""
 
     epochs: int = 30
     batch_size: int = 32
@@ -54,6 +58,7 @@ class ProposerConfig:
     max_minutes: float | None = None
     init: str | None = None
     model_type: str = "sam_tiny"
+    masks: str = "sam"
 
 
 @dataclass
@@ -142,6 +147,8 @@ class ProposerTrainer:
         self.train_refs, self.val_refs = split_tiles(self.train_sets, self.val_sets, config.val_fraction, config.seed)
         if not self.train_refs:
             raise ShipsegError("no training tiles are left after the validation split; lower --val-fraction")
+        if config.masks not in MASKS:
+            raise ShipsegError(f"unknown mask source {config.masks!r}; choose one of {', '.join(MASKS)}")
         torch.set_num_threads(config.threads or len(os.sched_getaffinity(0)))
         torch.manual_seed(config.seed)
         self.device = resolve_device(config.device)
@@ -206,7 +213,8 @@ class ProposerTrainer:
             if over_time or (self.val_tiles is not None and stale >= config.patience):
                 break
         net.load_state_dict(best)
-        card = self._card(best_epoch)
+        own = self._mask_threshold() if config.masks == "native" else {}
+        card = self._card(best_epoch, own)
         model = self.sam_model
         model.add_module(KIND, net.eval())
         model.proposer_part = KIND
@@ -232,7 +240,30 @@ class ProposerTrainer:
         return {"f1": sweep[t]["f1"], "precision": sweep[t]["precision"], "recall": sweep[t]["recall"],
                 "score_threshold": t, "ships": sum(len(b) for b in truths)}
 
-    def _card(self, best_epoch: int) -> BundleCard:
+    @torch.no_grad()
+    def _mask_threshold(self) -> dict:
+        """The ship-pixel threshold of the proposer's own masks: the one whose pixels inside each truth box best
+        match the truth (mean IoU over the validation ships, else the training ones), with the filled box's mean IoU
+        beside it."""
+        self.proposer.eval()
+        tiles = self.val_tiles if self.val_tiles is not None and self.val_tiles.has_ships.any() else self.train_tiles
+        ious, filled = [], []
+        for i in np.flatnonzero(tiles.has_ships):
+            truth = torch.from_numpy(np.ascontiguousarray(tiles.masks[i])).bool()
+            boxes, found = mask_boxes(truth)
+            truth, inside = truth[found], filled_boxes(boxes[found].float(), truth.shape[-1])
+            prob = self.proposer(tiles.inputs[i:i + 1].float().to(self.device))[2].float().sigmoid()[0, 0].cpu()
+            area = truth.sum((1, 2)).float()
+            filled.append(area / inside.sum((1, 2)).float())
+            ious.append(torch.stack([_iou(inside & (prob > t), truth, area) for t in MASK_THRESHOLDS], 1))
+        if not ious:
+            return {"mask_threshold": 0.5}
+        mean = torch.cat(ious).mean(0)
+        k = int(mean.argmax())
+        return {"mask_threshold": MASK_THRESHOLDS[k], "mask_iou": float(mean[k]),
+                "box_baseline_iou": float(torch.cat(filled).mean())}
+
+    def _card(self, best_epoch: int, own: dict) -> BundleCard:
         first, init = self.train_sets[0].card, self.init_card
         best = next((h for h in self.history if h["epoch"] == best_epoch), {})
         percentiles = first.get("normalisation", {}).get("percentiles", [1.0, 99.0])
@@ -251,9 +282,11 @@ class ProposerTrainer:
             base_model=sam["base_model"], base_sha256=sam["base_sha256"], trained=[KIND],
             encoder_mode=sam["encoder_mode"], stored=sam["stored"] + [KIND], lora=sam["lora"], kind=KIND,
             validation={k: best[k] for k in ("f1", "precision", "recall", "ships") if k in best}
-            | ({"best_epoch": best_epoch, "what": "proposal boxes at IoU 0.5, per tile"} if best else {}),
+            | ({"best_epoch": best_epoch, "what": "proposal boxes at IoU 0.5, per tile"} if best else {})
+            | {k: own[k] for k in ("mask_iou", "box_baseline_iou") if k in own},
             proposer={"width": self.config.width, "sam_from": Path(self.config.init).name if self.config.init else "untrained",
-                      "sam_bands": list(init.bands) if init is not None else None},
+                      "sam_bands": list(init.bands) if init is not None else None}
+            | ({"mask_threshold": own["mask_threshold"]} if own else {}),
             training={
                 "datasets": [{"path": str(d.path), "scene": d.card.get("scene"), "tiles": len(d.tiles),
                               "ships": d.ships, "role": role}
@@ -261,6 +294,12 @@ class ProposerTrainer:
                 "tiles": {"train": len(self.train_refs), "val": len(self.val_refs)},
                 "epochs": len(self.history), "best_epoch": best_epoch, "recipe": recipe, "history": self.history,
             })
+
+
+def _iou(pred: torch.Tensor, truth: torch.Tensor, area: torch.Tensor) -> torch.Tensor:
+    """(N,) IoU of (N, T, T) bool masks with the truth ones (``area``: the truth's pixel counts)."""
+    inter = (pred & truth).sum((1, 2)).float()
+    return inter / (pred.sum((1, 2)).float() + area - inter).clamp(min=1)
 
 
 def train_proposer(datasets, output, config: ProposerConfig | None = None, val_datasets=(),
