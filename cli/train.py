@@ -144,8 +144,7 @@ def _train_native(ctx, datasets, output, val_datasets, quiet):
                             on_epoch=on_epoch)
     v = result.card.validation
     summary = f"val box F1 {v['f1']:.3f}, best epoch {v['best_epoch']}" if "f1" in v else "no validation tiles"
-    if "mask_iou" in v:
-        summary += (f", own masks at {result.card.proposer['mask_threshold']:g}: val mask IoU {v['mask_iou']:.3f} "
-                    f"(filled box {v['box_baseline_iou']:.3f})")
+    if "mask_threshold" in result.card.proposer:
+        summary += f", its own ship regions above {result.card.proposer['mask_threshold']:g}"
     click.echo(f"{output}: native proposer on {result.card.model_type} SAM ({result.card.proposer['sam_from']}), "
                f"{result.card.training['epochs']} epochs, {summary}")

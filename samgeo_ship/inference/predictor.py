@@ -105,10 +105,10 @@ class TilePredictor:
         for b in range(B):
             if prompts is None:
                 boxes, scores = proposals[b].boxes.float(), proposals[b].scores.float()
-                keep = nms(boxes, scores, self.nms_iou) if len(boxes) else torch.zeros(0, dtype=torch.long)
-                if proposals[b].pixel_masks is not None:
-                    out.append(own_masks(proposals[b].pixel_masks[keep], scores[keep], T))
+                if proposals[b].pixel_masks is not None:  # the proposer's own ships, strongest first
+                    out.append(own_masks(proposals[b].pixel_masks, scores, T))
                     continue
+                keep = nms(boxes, scores, self.nms_iou) if len(boxes) else torch.zeros(0, dtype=torch.long)
                 boxes = boxes[keep]
                 extra = proposals[b].prompts(keep)
                 if not extra and len(boxes) and getattr(self.model, "box_prior", 0):
@@ -195,11 +195,8 @@ class TilePredictor:
 
 
 def own_masks(masks: torch.Tensor, scores: torch.Tensor, T: int) -> list[TileDetection]:
-    """Detections from a proposer's own (N, t, t) bool masks, strongest first (``scores`` (N,)), at the tile's
-    (T, T): a pixel two masks claim stays with the stronger ship, so ships moored side by side, whose boxes overlap,
-    keep apart; SAM's predicted IoU is not there, so ``iou_pred`` is NaN."""
+    """Detections from a proposer's own (N, t, t) bool masks and (N,) scores, at the tile's (T, T); SAM's predicted
+    IoU is not there, so ``iou_pred`` is NaN."""
     if masks.shape[-1] != T:
         masks = F.interpolate(masks[:, None].float(), size=(T, T), mode="nearest")[:, 0] > 0.5
-    claimed = (masks.int().cumsum(0) - masks.int()) > 0
-    masks = (masks & ~claimed).cpu().numpy()
-    return [TileDetection(m, float(s), float("nan")) for m, s in zip(masks, scores.tolist())]
+    return [TileDetection(m, float(s), float("nan")) for m, s in zip(masks.cpu().numpy(), scores.tolist())]

@@ -2,12 +2,14 @@
 pixel size (the scene's pixels for a model made for them), not on SAM's upsampled ViT patches; its boxes prompt
 SAM's mask decoder. Bundles of kind "native" carry it (models.bundle.BUNDLE_KINDS).
 
-Or it gives the masks itself: a bundle whose card holds ``proposer.mask_threshold`` (``shipseg train --proposer native
---masks native``) takes each ship's mask from the ship-pixel head, the pixels above that threshold inside the ship's
-box, and detection runs neither SAM's encoder nor its decoder. On real Sentinel-2 ports the SAM here (trained on
-synthetic harbours) gives masks far below the filled box even from the true boxes, and the proposer's own masks doubled
-the cross-validated F1 of the same proposals (benchmarks/README.md, "Native masks"); they also free the proposer from
-SAM's bands, so it can read near infrared, which a SAM trained on red, green and blue cannot.
+Or it finds and draws the ships itself, segment first: a bundle whose card holds ``proposer.mask_threshold``
+(``shipseg train --proposer native --masks native``) takes each 8-connected region of its ship-pixel head above that
+threshold as one ship (its mask, its box, its score the region's highest probability), and detection runs neither
+SAM's encoder nor its decoder. The ship-pixel target leaves out the pixels where two ships touch, so ships moored
+side by side come out as separate regions. On real Sentinel-2 ports the SAM here (trained on synthetic harbours) gives
+masks far below the filled box even from the true boxes, and the boxes regressed from the heatmap peaks miss moored
+ships (benchmarks/README.md, "Native masks"); its own regions also free the proposer from SAM's bands, so it can read
+near infrared, which a SAM trained on red, green and blue cannot.
 
 Why not the ViT embedding: a 64 px Sentinel-2 tile is upsampled 4x for sam_tiny, and one embedding cell then holds
 2 x 2 scene pixels; ships moored side by side 1-2 pixels apart share cells, and a from-scratch encoder learns them
@@ -29,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from samgeo_ship.models.proposer import Proposals, heat_peaks
-from samgeo_ship.models.shipsam import filled_boxes
+from samgeo_ship.models.shipsam import mask_boxes
 
 KIND = "native"
 DEFAULT_WIDTH = 16
@@ -103,12 +105,9 @@ class NativeProposer(nn.Module):
             raise ValueError("the native proposer looks at the pixels: pass the model-input images")
         heat, edges, mask = self(self.native(images).to(next(self.parameters()).dtype))
         scale = images.shape[-1] / self.tile_size
-        proposals = decode(heat, edges, scale, threshold, max_ships)
         if self.mask_threshold is not None:
-            ships = mask.float().sigmoid()[:, 0] > self.mask_threshold
-            for p, s in zip(proposals, ships):
-                p.pixel_masks = filled_boxes(p.boxes / scale, self.tile_size) & s
-        return proposals
+            return regions(mask, self.mask_threshold, scale, threshold, max_ships)
+        return decode(heat, edges, scale, threshold, max_ships)
 
 
 @torch.no_grad()
@@ -125,6 +124,42 @@ def decode(heat_logits: torch.Tensor, edges: torch.Tensor, scale: float, thresho
     return out
 
 
+@torch.no_grad()
+def regions(mask_logits: torch.Tensor, mask_threshold: float, scale: float, threshold: float,
+            max_ships: int = 200) -> list[Proposals]:
+    """Per image of (B, 1, T, T) ship-pixel logits, each 8-connected region above ``mask_threshold`` whose highest
+    probability reaches ``threshold``, strongest first, at most ``max_ships``: Proposals whose ``pixel_masks`` are the
+    regions (native pixels) and whose boxes are theirs, times ``scale`` (model-input pixels per native pixel)."""
+    prob = mask_logits.float().sigmoid()[:, 0]
+    labels = components(prob > mask_threshold)
+    out = []
+    for p, lab in zip(prob, labels):
+        ids, inverse = torch.unique(lab, return_inverse=True)
+        n = len(ids) - 1  # ids[0] is the background's 0
+        if n <= 0:
+            out.append(Proposals(torch.zeros(0, 4), torch.zeros(0), pixel_masks=torch.zeros(0, *p.shape, dtype=torch.bool)))
+            continue
+        scores = torch.zeros(n + 1, device=p.device).scatter_reduce(0, inverse.flatten(), p.flatten(), "amax")[1:]
+        order = scores.argsort(descending=True)
+        order = order[scores[order] >= threshold][:max_ships]
+        masks = inverse[None] == (order + 1)[:, None, None]
+        out.append(Proposals(mask_boxes(masks)[0].float() * scale, scores[order], pixel_masks=masks))
+    return out
+
+
+def components(mask: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) bool -> (B, H, W) int64 labels of its 8-connected regions (0: background; any other number names
+    one region), by propagating the largest pixel number through each region, one 3 x 3 step at a time."""
+    B, H, W = mask.shape
+    lab = (torch.arange(1, H * W + 1, device=mask.device, dtype=torch.float32).reshape(H, W) * mask)[:, None]
+    keep = mask[:, None].float()
+    while True:
+        new = F.max_pool2d(lab, 3, stride=1, padding=1) * keep
+        if torch.equal(new, lab):
+            return lab[:, 0].long()
+        lab = new
+
+
 def native_targets(masks: list[torch.Tensor], size: int):
     """Training targets at native pixels for a batch.
 
@@ -135,7 +170,8 @@ def native_targets(masks: list[torch.Tensor], size: int):
     box's width and height, kept to the pixels of no OTHER ship (so two ships moored side by side stay two peaks
     with a valley between them); edges (B, 4, T, T): log(1 + distance) to the box edges of the ship whose Gaussian is
     highest at the pixel; weight (B, 1, T, T): that Gaussian's value on the ship's own pixels (where edges are
-    supervised); ship (B, 1, T, T): ship pixels."""
+    supervised); ship (B, 1, T, T): ship pixels, less those next to (8-neighbour) another ship's, so that the regions
+    of ships moored side by side stay apart (``regions``)."""
     B, T = len(masks), size
     heat = torch.zeros(B, 1, T, T)
     edges = torch.zeros(B, 4, T, T)
@@ -147,7 +183,6 @@ def native_targets(masks: list[torch.Tensor], size: int):
             continue
         m = m.bool()
         any_ship = m.any(0)
-        ship[b, 0] = any_ship.float()
         rows, cols = m.any(2), m.any(1)
         idx = torch.arange(T)
         x0 = torch.where(cols, idx, T).amin(1).float()
@@ -164,6 +199,8 @@ def native_targets(masks: list[torch.Tensor], size: int):
         g = torch.exp(-((grid[None, None, :] - cx[:, None, None]) ** 2 / (2 * sx[:, None, None] ** 2)
                         + (grid[None, :, None] - cy[:, None, None]) ** 2 / (2 * sy[:, None, None] ** 2)))
         others = any_ship[None] & ~m
+        touching = (m & (F.max_pool2d(others[:, None].float(), 3, stride=1, padding=1)[:, 0] > 0)).any(0)
+        ship[b, 0] = (any_ship & ~touching).float()
         g = torch.where(others, torch.zeros_like(g), g)
         best, owner = g.max(0)
         heat[b, 0] = best

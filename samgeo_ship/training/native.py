@@ -19,9 +19,10 @@ from samgeo_ship.dataset import read_chip, read_instances
 from samgeo_ship.device import resolve_device
 from samgeo_ship.errors import ShipsegError, fail
 from samgeo_ship.models.bundle import BundleCard, load_bundle, save_bundle
-from samgeo_ship.models.native import DEFAULT_WIDTH, KIND, NativeProposer, decode, native_loss, native_targets
+from samgeo_ship.models.native import (DEFAULT_WIDTH, KIND, NativeProposer, decode, native_loss, native_targets,
+                                      regions)
 from samgeo_ship.models.registry import CONFIGS, build_sam
-from samgeo_ship.models.shipsam import ShipSam, filled_boxes, mask_boxes, model_input
+from samgeo_ship.models.shipsam import ShipSam, model_input
 from samgeo_ship.training.augment import VARIANTS, apply_variant
 from samgeo_ship.training.data import open_datasets, split_tiles
 from samgeo_ship.training.evaluate import NMS_IOU
@@ -29,8 +30,9 @@ from samgeo_ship.training.trainer import DEFAULT_BOX_PRIOR, TrainResult, _median
 
 THRESHOLDS = tuple(round(float(t), 2) for t in np.arange(0.1, 0.91, 0.05))
 MATCH_IOU = 0.5
-MASK_THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)  # ship-pixel probabilities tried for the proposer's own masks
+MASK_THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)  # ship-pixel probabilities tried for the proposer's own regions
 MASKS = ("sam", "native")
+DEFAULT_MASK_THRESHOLD = 0.5  # without validation tiles
 
 
 @dataclass
@@ -40,8 +42,8 @@ class ProposerConfig:
     negatives: share of the shipless tiles drawn afresh each epoch (all tiles with ships are in every epoch).
     init: the bundle whose SAM decodes the proposals into masks (its ``box_prior`` too); None: an untrained
         ``model_type`` SAM (tests, or a proposer to be joined to a SAM later).
-    masks: "sam" (SAM's decoder masks each proposal box) or "native" (the proposer's ship-pixel head inside the box,
-        its threshold chosen on the validation tiles; detection then runs no SAM at all)."""
+    masks: "sam" (SAM's decoder masks each proposal box) or "native" (the proposer's own ship regions,
+        models.native.regions, their threshold chosen on the validation tiles; detection then runs no SAM at all)."""
 
     epochs: int = 30
     batch_size: int = 32
@@ -213,8 +215,7 @@ class ProposerTrainer:
             if over_time or (self.val_tiles is not None and stale >= config.patience):
                 break
         net.load_state_dict(best)
-        own = self._mask_threshold() if config.masks == "native" else {}
-        card = self._card(best_epoch, own)
+        card = self._card(best_epoch)
         model = self.sam_model
         model.add_module(KIND, net.eval())
         model.proposer_part = KIND
@@ -225,47 +226,30 @@ class ProposerTrainer:
 
     @torch.no_grad()
     def _validate(self) -> dict:
+        """Box F1 at IoU 0.5 on the validation tiles at the best score threshold (and, for its own regions, the best
+        ship-pixel threshold)."""
         self.proposer.eval()
-        found, truths = [], []
-        tiles = self.val_tiles
+        outputs, tiles = [], self.val_tiles
         for start in range(0, len(tiles.inputs), 64):
-            x = tiles.inputs[start:start + 64].float().to(self.device)
-            heat, edges, _ = self.proposer(x)
-            for p in decode(heat, edges, 1.0, min(THRESHOLDS), max_ships=200):
-                found.append((p.boxes.cpu(), p.scores.cpu()))
-        for ref in self.val_refs:
-            truths.append(ref.dataset.boxes[ref.tile])
-        sweep = box_f1(found, truths)
-        t = max(sweep, key=lambda k: (sweep[k]["f1"], k))
-        return {"f1": sweep[t]["f1"], "precision": sweep[t]["precision"], "recall": sweep[t]["recall"],
-                "score_threshold": t, "ships": sum(len(b) for b in truths)}
+            outputs.append(self.proposer(tiles.inputs[start:start + 64].float().to(self.device)))
+        truths = [ref.dataset.boxes[ref.tile] for ref in self.val_refs]
+        found = lambda propose: [(p.boxes.cpu(), p.scores.cpu()) for out in outputs for p in propose(*out)]
+        if self.config.masks == "native":
+            sweeps = {m: box_f1(found(lambda heat, edges, mask: regions(mask, m, 1.0, min(THRESHOLDS))), truths)
+                      for m in MASK_THRESHOLDS}
+        else:
+            sweeps = {None: box_f1(found(lambda heat, edges, mask: decode(heat, edges, 1.0, min(THRESHOLDS))),
+                                   truths)}
+        m, t = max(((m, t) for m, sweep in sweeps.items() for t in sweep),
+                   key=lambda mt: (sweeps[mt[0]][mt[1]]["f1"], mt[1], mt[0] or 0))
+        best = sweeps[m][t]
+        return {"f1": best["f1"], "precision": best["precision"], "recall": best["recall"], "score_threshold": t,
+                "ships": sum(len(b) for b in truths)} | ({"mask_threshold": m} if m is not None else {})
 
-    @torch.no_grad()
-    def _mask_threshold(self) -> dict:
-        """The ship-pixel threshold of the proposer's own masks: the one whose pixels inside each truth box best
-        match the truth (mean IoU over the validation ships, else the training ones), with the filled box's mean IoU
-        beside it."""
-        self.proposer.eval()
-        tiles = self.val_tiles if self.val_tiles is not None and self.val_tiles.has_ships.any() else self.train_tiles
-        ious, filled = [], []
-        for i in np.flatnonzero(tiles.has_ships):
-            truth = torch.from_numpy(np.ascontiguousarray(tiles.masks[i])).bool()
-            boxes, found = mask_boxes(truth)
-            truth, inside = truth[found], filled_boxes(boxes[found].float(), truth.shape[-1])
-            prob = self.proposer(tiles.inputs[i:i + 1].float().to(self.device))[2].float().sigmoid()[0, 0].cpu()
-            area = truth.sum((1, 2)).float()
-            filled.append(area / inside.sum((1, 2)).float())
-            ious.append(torch.stack([_iou(inside & (prob > t), truth, area) for t in MASK_THRESHOLDS], 1))
-        if not ious:
-            return {"mask_threshold": 0.5}
-        mean = torch.cat(ious).mean(0)
-        k = int(mean.argmax())
-        return {"mask_threshold": MASK_THRESHOLDS[k], "mask_iou": float(mean[k]),
-                "box_baseline_iou": float(torch.cat(filled).mean())}
-
-    def _card(self, best_epoch: int, own: dict) -> BundleCard:
+    def _card(self, best_epoch: int) -> BundleCard:
         first, init = self.train_sets[0].card, self.init_card
         best = next((h for h in self.history if h["epoch"] == best_epoch), {})
+        own = self.config.masks == "native"
         percentiles = first.get("normalisation", {}).get("percentiles", [1.0, 99.0])
         sam = {"model_type": self.config.model_type, "base_model": "random-init", "base_sha256": None,
                "encoder_mode": "full", "lora": {}, "stored": ["sam"], "trained": []}
@@ -282,11 +266,11 @@ class ProposerTrainer:
             base_model=sam["base_model"], base_sha256=sam["base_sha256"], trained=[KIND],
             encoder_mode=sam["encoder_mode"], stored=sam["stored"] + [KIND], lora=sam["lora"], kind=KIND,
             validation={k: best[k] for k in ("f1", "precision", "recall", "ships") if k in best}
-            | ({"best_epoch": best_epoch, "what": "proposal boxes at IoU 0.5, per tile"} if best else {})
-            | {k: own[k] for k in ("mask_iou", "box_baseline_iou") if k in own},
+            | ({"best_epoch": best_epoch, "what": f"{'ship regions' if own else 'proposal'} boxes at IoU 0.5, per tile"}
+               if best else {}),
             proposer={"width": self.config.width, "sam_from": Path(self.config.init).name if self.config.init else "untrained",
                       "sam_bands": list(init.bands) if init is not None else None}
-            | ({"mask_threshold": own["mask_threshold"]} if own else {}),
+            | ({"mask_threshold": best.get("mask_threshold", DEFAULT_MASK_THRESHOLD)} if own else {}),
             training={
                 "datasets": [{"path": str(d.path), "scene": d.card.get("scene"), "tiles": len(d.tiles),
                               "ships": d.ships, "role": role}
@@ -294,12 +278,6 @@ class ProposerTrainer:
                 "tiles": {"train": len(self.train_refs), "val": len(self.val_refs)},
                 "epochs": len(self.history), "best_epoch": best_epoch, "recipe": recipe, "history": self.history,
             })
-
-
-def _iou(pred: torch.Tensor, truth: torch.Tensor, area: torch.Tensor) -> torch.Tensor:
-    """(N,) IoU of (N, T, T) bool masks with the truth ones (``area``: the truth's pixel counts)."""
-    inter = (pred & truth).sum((1, 2)).float()
-    return inter / (pred.sum((1, 2)).float() + area - inter).clamp(min=1)
 
 
 def train_proposer(datasets, output, config: ProposerConfig | None = None, val_datasets=(),
