@@ -8,11 +8,12 @@ scenes with only some bands. Each fold trains a proposer with the library's ``tr
 --proposer native``) on every other scene that holds the bands; a seeded fifth of those training tiles picks the
 best epoch and the score threshold (box F1 at IoU 0.5 per tile), so no test scene is seen. The proposer's boxes
 prompt the SAM of --sam (default: benchmarks/models/synthetic_base.safetensors, trained on synthetic harbours only,
-never on sen2ships), or with ``--masks native`` the proposer draws the masks itself (``shipseg train --masks
-native``: its ship-pixel head inside each box, the threshold chosen on the same validation tiles) and detection runs
-no SAM; the box-prompted IoU is still SAM's (user box prompts go to SAM). The test scenes are scored with ``score_scene`` (``shipseg evaluate``): precision, recall and
-F1 at IoU 0.5, box-prompted mask IoU (truth boxes as prompts) beside the filled box, recall of moored ships and of
-ships at sea (benchmarks/sen2ships.py's rules, land_mask). A scene without the bands is reported as not scored.
+never on sen2ships), or with ``--masks native`` the proposer finds and draws the ships itself (``shipseg train
+--masks native``: the regions of its ship-pixel head, their threshold chosen on the same validation tiles) and
+detection runs no SAM; the box-prompted IoU is still SAM's (user box prompts go to SAM). The test scenes are scored
+with ``score_scene`` (``shipseg evaluate``): precision, recall and F1 at IoU 0.5, box-prompted mask IoU (truth boxes
+as prompts) beside the filled box, recall of moored ships and of ships at sea (benchmarks/sen2ships.py's rules,
+land_mask). A scene without the bands is reported as not scored.
 
 Writes OUT/results.md and OUT/results.json (atomically); the fold bundles stay in OUT/models/."""
 

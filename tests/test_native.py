@@ -172,7 +172,7 @@ def own_masks_bundle(tmp_path_factory, native_sets):
 def test_its_own_masks_are_chosen_on_validation_and_detection_runs_no_sam(tmp_path, own_masks_bundle, small_harbour,
                                                                           monkeypatch):
     card = own_masks_bundle.card
-    assert card.proposer["mask_threshold"] in MASK_THRESHOLDS and card.validation["what"].startswith("ship regions")
+    assert card.proposer["mask_threshold"] in MASK_THRESHOLDS and card.validation["what"].startswith("ship region boxes")
     history = own_masks_bundle.history
     assert history[0]["f1"] < card.validation["f1"] and card.validation["f1"] >= 0.3  # it learned the regions
 

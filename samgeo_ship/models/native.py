@@ -57,7 +57,7 @@ class NativeProposer(nn.Module):
         super().__init__()
         self.tile_size = int(tile_size)
         self.width = int(width)
-        # Set: the ship-pixel head's probability above which a pixel in a ship's box is the ship (its own masks).
+        # Set: the ship-pixel probability above which pixels form the ships' regions (its own ships, ``regions``).
         self.mask_threshold = None if mask_threshold is None else float(mask_threshold)
         wide = width + width // 2
         layers, c = [], in_chans
@@ -99,8 +99,8 @@ class NativeProposer(nn.Module):
     def proposals(self, model, embeddings: torch.Tensor, threshold: float, max_ships: int = 200,
                   images: torch.Tensor | None = None) -> list[Proposals]:
         """The Proposer interface; it reads ``images`` only (the embeddings, None when ``needs_embeddings`` is
-        False, prompt SAM's decoder afterwards). With ``mask_threshold`` set, each proposal carries its
-        ``pixel_masks``: the ship pixels inside its box, at native pixels."""
+        False, prompt SAM's decoder afterwards). With ``mask_threshold`` set, the proposals are the ship regions
+        (``regions``), each with its ``pixel_masks`` at native pixels."""
         if images is None:
             raise ValueError("the native proposer looks at the pixels: pass the model-input images")
         heat, edges, mask = self(self.native(images).to(next(self.parameters()).dtype))
@@ -137,7 +137,8 @@ def regions(mask_logits: torch.Tensor, mask_threshold: float, scale: float, thre
         ids, inverse = torch.unique(lab, return_inverse=True)
         n = len(ids) - 1  # ids[0] is the background's 0
         if n <= 0:
-            out.append(Proposals(torch.zeros(0, 4), torch.zeros(0), pixel_masks=torch.zeros(0, *p.shape, dtype=torch.bool)))
+            none = torch.zeros(0, *p.shape, dtype=torch.bool, device=p.device)
+            out.append(Proposals(torch.zeros(0, 4, device=p.device), torch.zeros(0, device=p.device), pixel_masks=none))
             continue
         scores = torch.zeros(n + 1, device=p.device).scatter_reduce(0, inverse.flatten(), p.flatten(), "amax")[1:]
         order = scores.argsort(descending=True)

@@ -266,7 +266,7 @@ class ProposerTrainer:
             base_model=sam["base_model"], base_sha256=sam["base_sha256"], trained=[KIND],
             encoder_mode=sam["encoder_mode"], stored=sam["stored"] + [KIND], lora=sam["lora"], kind=KIND,
             validation={k: best[k] for k in ("f1", "precision", "recall", "ships") if k in best}
-            | ({"best_epoch": best_epoch, "what": f"{'ship regions' if own else 'proposal'} boxes at IoU 0.5, per tile"}
+            | ({"best_epoch": best_epoch, "what": f"{'ship region' if own else 'proposal'} boxes at IoU 0.5, per tile"}
                if best else {}),
             proposer={"width": self.config.width, "sam_from": Path(self.config.init).name if self.config.init else "untrained",
                       "sam_bands": list(init.bands) if init is not None else None}
