@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 
 import geopandas as gpd
 import numpy as np
@@ -14,7 +15,8 @@ import torch
 from samgeo_ship import ShipDetector, calibrate, evaluate as evaluate_scene
 from samgeo_ship.inference.predictor import own_masks
 from samgeo_ship.metrics import match
-from samgeo_ship.models.bundle import load_bundle, read_card
+from samgeo_ship.inference.detector import DetectWarning
+from samgeo_ship.models.bundle import load_bundle, read_card, update_card
 from samgeo_ship.models.native import DEFAULT_WIDTH, NativeProposer, decode, native_loss, native_targets, regions
 from samgeo_ship.models.prompter import Prompter
 from samgeo_ship.models.shipsam import ShipSam
@@ -191,3 +193,17 @@ def test_shipseg_train_masks_native_needs_the_native_proposer(tmp_path, native_s
     result = run_cli("train", native_sets[0], "--masks", "native", "-o", tmp_path / "m.safetensors")
     assert result.exit_code == 2 and "--proposer native" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_prompts_to_a_sam_trained_on_other_bands_say_so(tmp_path, native_bundle, small_harbour):
+    box = np.array([[500_150.0, 4_799_500.0, 500_450.0, 4_799_900.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DetectWarning)  # the proposer and its SAM read the same bands: no warning
+        ShipDetector(str(native_bundle.path), device="cpu").detect(small_harbour, boxes=box)
+    path = tmp_path / "b08.safetensors"
+    shutil.copy(native_bundle.path, path)
+    card = read_card(path)
+    card.proposer = {**card.proposer, "sam_bands": ["B08"]}
+    update_card(path, card)
+    with pytest.warns(DetectWarning, match="trained on B08"):
+        ShipDetector(str(path), device="cpu").detect(small_harbour, boxes=box)

@@ -17,7 +17,7 @@ import geopandas as gpd
 import numpy as np
 import torch
 
-from samgeo_ship.bands import parse_bands
+from samgeo_ship.bands import parse_bands, same_bands
 from samgeo_ship.device import resolve_device, resolve_precision
 from samgeo_ship.errors import NoSuchBand, NoValidPixels, fail
 from samgeo_ship.inference.contrast import keep, ring_contrast
@@ -182,6 +182,8 @@ class ShipDetector:
         user = boxes is not None or points is not None
         if not user:
             self._need_prompter()
+        else:
+            self._warn_prompted_sam()
         with self._scene(scene) as (opened, why):
             if why is not None:
                 return self._no_ships(opened, why, progress, user)
@@ -210,6 +212,15 @@ class ShipDetector:
     def finds_ships(self) -> bool:
         """Whether the model finds ships without prompts (an official SAM checkpoint has no ship prompter)."""
         return self.card.kind != official.KIND
+
+    def _warn_prompted_sam(self) -> None:
+        """The bundle's SAM answers box and point prompts; a native bundle's proposer may read other bands than that
+        SAM was trained on (``shipseg train --masks native --bands B08`` on an RGB SAM), which then masks poorly."""
+        sam_bands = (self.card.proposer or {}).get("sam_bands")
+        if sam_bands and not same_bands(sam_bands, self.card.bands):
+            warnings.warn(f"{self.name}: prompts are answered by its SAM, trained on {','.join(sam_bands)}, while "
+                          f"the model reads {','.join(self.card.bands)}: expect poor masks", DetectWarning,
+                          stacklevel=3)
 
     def _need_prompter(self) -> None:
         if not self.finds_ships:
