@@ -258,12 +258,30 @@ def test_process_scene_reports_instead_of_raising(tmp_path):
     assert ok["state"] == "done" and ok["ships"] == len(gpd.read_file(tmp_path / "one.gpkg")) >= 1
 
 
+RENDEZVOUS = "SHIPSEG_TEST_RENDEZVOUS"
+RENDEZVOUS_S = 120.0  # the longest a worker waits for the other to start (a bound, never reached unless it fails)
+
+
+def bright_ships_together(scene_path, model, device="cpu"):
+    """bright_ships, but each worker process waits at its first scene until another process has started one too, so
+    both workers get work however busy the machine is (otherwise one may finish the archive before the other
+    starts). The processes meet by files in the folder the RENDEZVOUS variable names."""
+    folder = Path(os.environ[RENDEZVOUS])
+    (folder / str(os.getpid())).touch()
+    deadline = time.monotonic() + RENDEZVOUS_S
+    while len(list(folder.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return bright_ships(scene_path, model, device)
+
+
 @pytest.mark.slow
-def test_local_worker_processes(archive, tiny_bundle, tmp_path):
-    summary = run_batch(archive, tmp_path, model=tiny_bundle, workers=2, device="cpu",
-                        detector="test_batch:bright_ships")
+def test_local_worker_processes(archive, tiny_bundle, tmp_path, monkeypatch):
+    (tmp_path / "rendezvous").mkdir()
+    monkeypatch.setenv(RENDEZVOUS, str(tmp_path / "rendezvous"))
+    summary = run_batch(archive, tmp_path / "out", model=tiny_bundle, workers=2, device="cpu",
+                        detector="test_batch:bright_ships_together")
     assert len(summary.done) == N_GOOD and set(summary.failed) == set(BROKEN)
-    scenes = _manifest(tmp_path)
+    scenes = _manifest(tmp_path / "out")
     workers = {r["worker"] for r in scenes.values()}
     assert len(workers) == 2 and f":{os.getpid()}" not in " ".join(workers)
     assert all(r["model_loads"] == 1 for r in scenes.values())  # each worker process loaded the bundle once

@@ -2,6 +2,7 @@
 says which, and refuses a scene no bundled model reads; `shipseg models` lists them."""
 
 import json
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -116,3 +117,11 @@ def test_models_lists_the_zoo(bundled):
     assert "10 m" in rows["s2.safetensors"] and "B04,B03,B02" in rows["s2.safetensors"]
     assert "f1=0.9 on s2_check" in rows["s2.safetensors"]
     assert "0.5 m" in rows["aerial.safetensors"] and "red,green,blue" in rows["aerial.safetensors"]
+
+
+def test_m_takes_a_bundled_models_name(bundled, tmp_path, monkeypatch):
+    assert zoo.model_path("aerial") == bundled / "aerial.safetensors"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "aerial").write_bytes(b"")  # a file of that name here is the user's, not the zoo's
+    assert zoo.model_path("aerial") == Path("aerial")
+    assert zoo.model_path("nothing_of_that_name") == Path("nothing_of_that_name")

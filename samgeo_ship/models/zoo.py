@@ -106,7 +106,9 @@ def _distance(pixel_size_m: float, card: BundleCard) -> float:
 def model_path(model=None) -> Path:
     """``model`` (what -m gives) as a file: None or "default" mean the bundled default (refused when it is not
     installed); vit_b, vit_l and vit_h the official SAM checkpoints in the weights cache (`shipseg weights
-    download`); anything else a path, a bundle (.safetensors) or an official checkpoint file (.pth)."""
+    download`); the name of a bundled model without its suffix (``aerial``, as `shipseg models` lists them) that
+    model, unless a file of that name is there; anything else a path, a bundle (.safetensors) or an official
+    checkpoint file (.pth)."""
     if model is None or str(model) == DEFAULT_ALIAS:
         path = default_model()
         if not path.is_file():
@@ -115,6 +117,9 @@ def model_path(model=None) -> Path:
         return path
     if official.is_official(model):
         return official.official_path(model)
+    bundled = bundled_dir() / f"{model}.safetensors"
+    if not Path(model).exists() and Path(str(model)).name == str(model) and bundled.is_file():
+        return bundled
     return Path(model)
 
 
