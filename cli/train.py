@@ -61,9 +61,9 @@ from samgeo_ship.training.prompts import PromptRecipe
                    "(a convolutional proposer at the datasets' own pixels, without SAM's encoder; its boxes prompt "
                    "the SAM of --init, untrained without it).")
 @click.option("--masks", type=click.Choice(["sam", "native"]), default="sam", show_default=True,
-              help="With --proposer native: who draws each ship's mask, SAM's decoder from the proposal box, or the "
-                   "proposer's own ship-pixel head (detection then runs no SAM; the proposer may read bands SAM "
-                   "was not trained on, such as B08).")
+              help="With --proposer native: who draws the ships, SAM's decoder from the proposer's boxes, or the "
+                   "proposer itself (each region of its ship-pixel map is a ship; detection then runs no SAM, and "
+                   "the model may read bands SAM was not trained on, such as B08).")
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="CPU threads [all cores].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
