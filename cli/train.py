@@ -3,6 +3,8 @@
 import click
 from tqdm import tqdm
 
+from samgeo_ship.models.card_schema import MAX_PROPOSER_WIDTH
+from samgeo_ship.models.native import DEFAULT_WIDTH
 from samgeo_ship.models.registry import CONFIGS
 from samgeo_ship.models.shipsam import PROMPTER_PIXELS
 from samgeo_ship.outputs import check_outputs
@@ -64,12 +66,16 @@ from samgeo_ship.training.prompts import PromptRecipe
               help="With --proposer native: who draws the ships, SAM's decoder from the proposer's boxes, or the "
                    "proposer itself (each region of its ship-pixel map is a ship; detection then runs no SAM, and "
                    "the model may read bands SAM was not trained on, such as B08).")
+@click.option("--proposer-width", default=DEFAULT_WIDTH, show_default=True, type=click.IntRange(1, MAX_PROPOSER_WIDTH),
+              help="With --proposer native: channels of its layers (32: 4x the weights, better on real Sentinel-2 "
+                   "ports; benchmarks/README.md).")
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="CPU threads [all cores].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def train(ctx, datasets, output, model_type, encoder, epochs, batch_size, lr, val_fraction, val_datasets, patience,
           seed, device, resume, base_checkpoint, cache_dir, no_augment, lora_rank, lora_alpha, init_model, negatives,
-          negative_ratio, box_prior, negative_boxes, prompter_pixels, max_minutes, proposer, masks, threads, quiet):
+          negative_ratio, box_prior, negative_boxes, prompter_pixels, max_minutes, proposer, masks, proposer_width,
+          threads, quiet):
     """Fine-tune SAM and its ship prompter on DATASETS (directories made by shipseg prepare).
 
     Example: shipseg train harbour_ds/ -o ships.safetensors --model-type vit_b --epochs 30
@@ -133,7 +139,8 @@ def _train_native(ctx, datasets, output, val_datasets, quiet):
                             lr=p["lr"] or ProposerConfig.lr, val_fraction=p["val_fraction"],
                             patience=p["patience"], seed=p["seed"], device=p["device"], augment=not p["no_augment"],
                             threads=p["threads"], max_minutes=p["max_minutes"], init=p["init_model"],
-                            model_type=p["model_type"], negatives=p["negatives"], masks=p["masks"])
+                            model_type=p["model_type"], negatives=p["negatives"], masks=p["masks"],
+                            width=p["proposer_width"])
 
     def on_epoch(r):
         if not quiet:

@@ -207,3 +207,13 @@ def test_prompts_to_a_sam_trained_on_other_bands_say_so(tmp_path, native_bundle,
     update_card(path, card)
     with pytest.warns(DetectWarning, match="trained on B08"):
         ShipDetector(str(path), device="cpu").detect(small_harbour, boxes=box)
+
+
+def test_shipseg_train_native_takes_a_width_and_its_own_masks(tmp_path, native_sets):
+    out = tmp_path / "w8.safetensors"
+    result = run_cli("train", native_sets[0], "--proposer", "native", "--masks", "native", "--proposer-width", 8,
+                     "--epochs", 1, "--val", native_sets[1], "-o", out, "-q", "--threads", 1)
+    assert result.exit_code == 0, result.output
+    model, card = load_bundle(out)
+    assert card.proposer["width"] == 8 and model.proposer.width == 8 and card.proposer["mask_threshold"] is not None
+    assert not model.proposer.needs_embeddings and "its own ship regions above" in result.output
