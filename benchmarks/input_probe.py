@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
 from samgeo_ship.atomic import atomic_file  # noqa: E402
+from samgeo_ship.models.native import components as native_components  # noqa: E402
 
 from _sen2ships_split import DATA, FOLDS, FOLDS_ALL  # noqa: E402
 
@@ -147,15 +148,9 @@ def touching(ids: torch.Tensor) -> torch.Tensor:
 
 
 def components(mask: torch.Tensor) -> torch.Tensor:
-    """8-connected components of an (H, W) 0/1 float mask by label propagation -> (H, W) ids, 0 = background."""
-    h, w = mask.shape
-    lab = (torch.arange(h * w, device=mask.device, dtype=torch.float64).reshape(h, w) + 1) * mask
-    while True:
-        new = F.max_pool2d(lab[None, None], 3, 1, 1)[0, 0] * mask
-        if torch.equal(new, lab):
-            break
-        lab = new
-    return torch.unique(lab, return_inverse=True)[1].reshape(h, w)
+    """8-connected components of an (H, W) 0/1 float mask -> (H, W) ids numbered from 1, 0 = background."""
+    labels = native_components(mask[None] > 0)[0]
+    return torch.unique(labels, return_inverse=True)[1].reshape(mask.shape)
 
 
 def score(truth: torch.Tensor, pred: torch.Tensor) -> tuple[int, int, int, list]:

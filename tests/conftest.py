@@ -205,3 +205,16 @@ def scene_and_labels(folder: Path, size: int = 64):
     labels = folder / "labels.geojson"
     gpd.GeoDataFrame({"id": [1, 2]}, geometry=hulls, crs="EPSG:32631").to_crs("EPSG:4326").to_file(labels)
     return scene, labels
+
+
+@pytest.fixture
+def sam_forbidden(monkeypatch):
+    """SAM's encoder and decoder raise if anything runs them: for models that find and outline ships themselves."""
+
+    def no_sam(*args, **kwargs):
+        raise AssertionError("SAM ran")
+
+    from samgeo_ship.models.shipsam import ShipSam
+
+    monkeypatch.setattr(ShipSam, "encode", no_sam)
+    monkeypatch.setattr(ShipSam, "decode", no_sam)

@@ -19,7 +19,6 @@ from samgeo_ship.inference.detector import DetectWarning
 from samgeo_ship.models.bundle import load_bundle, read_card, update_card
 from samgeo_ship.models.native import DEFAULT_WIDTH, NativeProposer, decode, native_loss, native_targets, regions
 from samgeo_ship.models.prompter import Prompter
-from samgeo_ship.models.shipsam import ShipSam
 from samgeo_ship.training.native import MASK_THRESHOLDS, ProposerConfig, box_f1, train_proposer
 
 from conftest import SMALL_HULLS, run_cli, ship_dataset, write_truth
@@ -172,17 +171,12 @@ def own_masks_bundle(tmp_path_factory, native_sets):
 
 
 def test_its_own_masks_are_chosen_on_validation_and_detection_runs_no_sam(tmp_path, own_masks_bundle, small_harbour,
-                                                                          monkeypatch):
+                                                                          sam_forbidden):
     card = own_masks_bundle.card
     assert card.proposer["mask_threshold"] in MASK_THRESHOLDS and card.validation["what"].startswith("ship region boxes")
     history = own_masks_bundle.history
     assert history[0]["f1"] < card.validation["f1"] and card.validation["f1"] >= 0.3  # it learned the regions
 
-    def no_sam(*args, **kwargs):
-        raise AssertionError("SAM ran")
-
-    monkeypatch.setattr(ShipSam, "decode", no_sam)
-    monkeypatch.setattr(ShipSam, "encode", no_sam)
     ships = ShipDetector(str(own_masks_bundle.path), device="cpu").detect(small_harbour)
     truth = gpd.read_file(write_truth(tmp_path / "truth.geojson", SMALL_HULLS)).geometry
     matched = match(list(ships.geometry), list(truth))

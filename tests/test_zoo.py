@@ -127,7 +127,7 @@ def test_m_takes_a_bundled_models_name(bundled, tmp_path, monkeypatch):
     assert zoo.model_path("nothing_of_that_name") == Path("nothing_of_that_name")
 
 
-def test_the_bundled_zoo_gives_a_near_infrared_only_scene_its_model_which_runs_no_sam(tmp_path, monkeypatch):
+def test_the_bundled_zoo_gives_a_near_infrared_only_scene_its_model_which_runs_no_sam(tmp_path, sam_forbidden):
     assert zoo.choose_model(10.0, ["B08", "B11"]).name == "s2_nir.safetensors"
     assert zoo.choose_model(10.0, ["B04", "B03", "B02", "B08"]).name == "default.safetensors"  # the samples' choice
     assert zoo.choose_model(10.0, RGB).name == "default.safetensors"
@@ -136,11 +136,6 @@ def test_the_bundled_zoo_gives_a_near_infrared_only_scene_its_model_which_runs_n
     data[0, 20:24, 10:40] = data[1, 20:24, 10:40] = 4000  # two bright hulls
     data[0, 60:63, 50:75] = data[1, 60:63, 50:75] = 3500
     path = write_raster(tmp_path / "nir.tif", data, descriptions=["B08", "B11"])
-
-    def no_sam(*args, **kwargs):
-        raise AssertionError("SAM ran")
-
-    monkeypatch.setattr(ShipSam, "encode", no_sam)
     detector = ShipDetector.for_scene(path, device="cpu")
     assert detector.name == "s2_nir.safetensors" and "experimental" in detector.choice
     ships = detector.detect(path)
