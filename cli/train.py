@@ -69,13 +69,19 @@ from samgeo_ship.training.prompts import PromptRecipe
 @click.option("--proposer-width", default=DEFAULT_WIDTH, show_default=True, type=click.IntRange(1, MAX_PROPOSER_WIDTH),
               help="With --proposer native: channels of its layers (32: 4x the weights, better on real Sentinel-2 "
                    "ports; benchmarks/README.md).")
+@click.option("--crop", default=None, type=click.IntRange(min=8),
+              help="With --proposer native: train on a random window of this many pixels of each tile (faster steps "
+                   "on large tiles; detection still reads whole tiles).")
+@click.option("--coarsen", default=1.0, show_default=True, type=click.FloatRange(min=1),
+              help="With --proposer native: blur each training tile as a scene up to this many times coarser looks "
+                   "once resampled to the model's pixels (for models that read a range of pixel sizes; 1: off).")
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="CPU threads [all cores].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def train(ctx, datasets, output, model_type, encoder, epochs, batch_size, lr, val_fraction, val_datasets, patience,
           seed, device, resume, base_checkpoint, cache_dir, no_augment, lora_rank, lora_alpha, init_model, negatives,
           negative_ratio, box_prior, negative_boxes, prompter_pixels, max_minutes, proposer, masks, proposer_width,
-          threads, quiet):
+          crop, coarsen, threads, quiet):
     """Fine-tune SAM and its ship prompter on DATASETS (directories made by shipseg prepare).
 
     Example: shipseg train harbour_ds/ -o ships.safetensors --model-type vit_b --epochs 30
@@ -140,7 +146,7 @@ def _train_native(ctx, datasets, output, val_datasets, quiet):
                             patience=p["patience"], seed=p["seed"], device=p["device"], augment=not p["no_augment"],
                             threads=p["threads"], max_minutes=p["max_minutes"], init=p["init_model"],
                             model_type=p["model_type"], negatives=p["negatives"], masks=p["masks"],
-                            width=p["proposer_width"])
+                            width=p["proposer_width"], crop=p["crop"], coarsen=p["coarsen"])
 
     def on_epoch(r):
         if not quiet:

@@ -211,3 +211,54 @@ def test_shipseg_train_native_takes_a_width_and_its_own_masks(tmp_path, native_s
     model, card = load_bundle(out)
     assert card.proposer["width"] == 8 and model.proposer.width == 8 and card.proposer["mask_threshold"] is not None
     assert not model.proposer.needs_embeddings and "its own ship regions above" in result.output
+
+
+# ---- training options for large tiles and a range of pixel sizes (--crop, --coarsen) --------------------------------
+def test_coarsen_blurs_as_a_coarser_scene_resampled_up_does():
+    from samgeo_ship.training.native import _coarsen
+
+    x = torch.zeros(3, 32, 32)
+    x[:, ::2] = 1.0  # one-pixel stripes: detail a scene of 2 m pixels cannot hold at 1 m
+    assert torch.equal(_coarsen(x, 1.0), x)
+    blurred = _coarsen(x, 2.0)
+    assert blurred.shape == x.shape and blurred.std() < 0.1 * x.std()
+    assert float(blurred.mean()) == pytest.approx(float(x.mean()), abs=0.02)  # levels kept, only detail lost
+
+
+def test_crops_cut_tiles_and_their_ships_alike(native_sets):
+    from samgeo_ship.training.native import _batch, _load
+
+    from samgeo_ship.training.data import open_datasets, split_tiles
+
+    refs, _ = split_tiles(open_datasets([native_sets[0]]), [], 0.0, 0)
+    tiles = _load(refs, NativeProposer(64), 256)
+    config = ProposerConfig(crop=24, augment=False)
+    rng = np.random.default_rng(0)
+    idx = np.flatnonzero(tiles.has_ships)
+    x, (heat, edges, weight, ship) = _batch(tiles, idx, rng, config)
+    assert x.shape == (len(idx), 3, 24, 24) and ship.shape == (len(idx), 1, 24, 24)
+    # The cropped ship pixels are the tile's own ship pixels at the crop's place: re-draw the crops and compare.
+    rng = np.random.default_rng(0)
+    for k, i in enumerate(idx):
+        r, c = rng.integers(0, 64 - 24 + 1, 2)
+        whole = tiles.masks[i].any(0)[r:r + 24, c:c + 24]
+        assert torch.equal(x[k], tiles.inputs[i].float()[:, r:r + 24, c:c + 24])
+        assert (ship[k, 0].bool() <= torch.from_numpy(whole)).all()
+    assert ship.sum() > 0
+
+
+def test_components_joins_8_connected_pixels_however_winding_and_keeps_regions_apart():
+    from samgeo_ship.models.native import components
+
+    mask = torch.zeros(2, 20, 20, dtype=torch.bool)
+    for r in range(0, 20, 4):  # a snake: rows 0, 4, 8, ... joined at alternate ends, one region 100+ px long
+        mask[0, r, 1:19] = True
+        if r + 4 < 20:
+            mask[0, r:r + 4, 18 if (r // 4) % 2 == 0 else 1] = True
+    mask[1, 2, 2] = mask[1, 3, 3] = True  # diagonal neighbours: one region (8-connected)
+    mask[1, 10:12, 10:12] = True  # another
+    labels = components(mask)
+    assert ((labels > 0) == mask).all()
+    assert len(torch.unique(labels[0][mask[0]])) == 1
+    assert labels[1, 2, 2] == labels[1, 3, 3] != labels[1, 10, 10]
+    assert len(torch.unique(labels[1][mask[1]])) == 2 and labels[0, 0, 1] not in labels[1]
