@@ -21,9 +21,12 @@ from .progress import progress
                    "scene, e.g. 20 ships labelled in one basin.")
 @click.option("--nodata", type=float, default=None, metavar="VALUE",
               help="Pixels of this value in every band are fill, not image (for a scene that declares no nodata).")
+@click.option("--min-span", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="VALUE",
+              help="Narrowest stretch, in the raster's units (e.g. 80 for 8-bit imagery): a chip of open water alone "
+                   "is otherwise stretched until its ripples look like boats. Models trained on the dataset keep it.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it is a dataset made by shipseg prepare.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def prepare(scene, labels, output, bands, tile_size, overlap, labelled_area, nodata, overwrite, quiet):
+def prepare(scene, labels, output, bands, tile_size, overlap, labelled_area, nodata, min_span, overwrite, quiet):
     """Tile SCENE and rasterise the ships in LABELS (GeoJSON, GeoPackage, Shapefile, GeoParquet or COCO JSON)
     into a training dataset.
 
@@ -32,7 +35,7 @@ def prepare(scene, labels, output, bands, tile_size, overlap, labelled_area, nod
     with one_line_warnings() as release, progress("none" if quiet else "bar", "tiles", release) as reporter:
         summary = prepare_dataset(scene, labels, output, bands=bands, tile_size=tile_size, overlap=overlap,
                                   overwrite=overwrite, progress=reporter.show, labelled_area=labelled_area,
-                                  nodata=nodata)
+                                  nodata=nodata, min_span=min_span)
     dropped = ", ".join(f"{n} {reason}" for reason, n in summary.dropped.items()) or "none"
     area = f", {summary.tiles_outside_area} outside the labelled area" if labelled_area else ""
     click.echo(f"{output}: {summary.tiles} tiles ({summary.tiles_skipped_nodata} skipped as nodata{area}), "

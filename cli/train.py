@@ -75,13 +75,16 @@ from samgeo_ship.training.prompts import PromptRecipe
 @click.option("--coarsen", default=1.0, show_default=True, type=click.FloatRange(min=1),
               help="With --proposer native: blur each training tile as a scene up to this many times coarser looks "
                    "once resampled to the model's pixels (for models that read a range of pixel sizes; 1: off).")
+@click.option("--texture", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help="With --proposer native: lay waves of up to this amplitude (inputs span -1..1) over each training "
+                   "tile, so that rough open water is not taken for boats (for models trained on synthetic scenes).")
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="CPU threads [all cores].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def train(ctx, datasets, output, model_type, encoder, epochs, batch_size, lr, val_fraction, val_datasets, patience,
           seed, device, resume, base_checkpoint, cache_dir, no_augment, lora_rank, lora_alpha, init_model, negatives,
           negative_ratio, box_prior, negative_boxes, prompter_pixels, max_minutes, proposer, masks, proposer_width,
-          crop, coarsen, threads, quiet):
+          crop, coarsen, texture, threads, quiet):
     """Fine-tune SAM and its ship prompter on DATASETS (directories made by shipseg prepare).
 
     Example: shipseg train harbour_ds/ -o ships.safetensors --model-type vit_b --epochs 30
@@ -146,7 +149,8 @@ def _train_native(ctx, datasets, output, val_datasets, quiet):
                             patience=p["patience"], seed=p["seed"], device=p["device"], augment=not p["no_augment"],
                             threads=p["threads"], max_minutes=p["max_minutes"], init=p["init_model"],
                             model_type=p["model_type"], negatives=p["negatives"], masks=p["masks"],
-                            width=p["proposer_width"], crop=p["crop"], coarsen=p["coarsen"])
+                            width=p["proposer_width"], crop=p["crop"], coarsen=p["coarsen"],
+                            texture=p["texture"])
 
     def on_epoch(r):
         if not quiet:

@@ -51,13 +51,15 @@ class PrepareSummary:
 
 def prepare_dataset(scene_path, labels_path, out_dir, bands=None, tile_size: int = 512, overlap: int = 32,
                     overwrite: bool = False, progress: Callable[[int, int], None] | None = None,
-                    labelled_area=None, nodata: float | None = None) -> PrepareSummary:
+                    labelled_area=None, nodata: float | None = None, min_span: float = 0.0) -> PrepareSummary:
     """Tile ``scene_path``, rasterise the ships of ``labels_path`` per tile and write a dataset to ``out_dir``.
 
     ``labelled_area``: polygons (a vector file) inside which every ship is labelled, for a partly labelled scene.
     Pixels outside it and off every labelled ship are written as nodata (0, GDAL mask cleared), and tiles left
     with no valid core pixel are skipped, so the unlabelled ships elsewhere never become training background.
     Without it the whole scene counts as labelled. ``nodata``: the fill value of a scene that declares none.
+    ``min_span``: the narrowest percentile stretch (raster.Normalisation); models trained on the dataset stretch
+    the scenes they read alike.
 
     The directory appears whole when done, or not at all. ``progress(done, total)`` is called after each tile."""
     if not 0 <= overlap < tile_size / 2:
@@ -66,6 +68,8 @@ def prepare_dataset(scene_path, labels_path, out_dir, bands=None, tile_size: int
     out_dir = check_output_folder(out_dir, [scene_path, labels_path, labelled_area], overwrite, is_dataset,
                                   "dataset")
     with Scene.open(scene_path, bands=bands, nodata=nodata) as scene:
+        if min_span:
+            scene.use_normalisation(scene.compute_normalisation(min_span=min_span))
         labels = load_labels(labels_path, scene)
         if len(labels) == 0:
             reasons = ", ".join(f"{n} {why}" for why, n in labels.dropped_reasons().items())

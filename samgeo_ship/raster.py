@@ -47,11 +47,14 @@ class Normalisation:
 
     ``low`` and ``high`` are in the raster's own units (digital numbers), one per selected band, computed once per
     scene from percentiles of its valid pixels on a decimated read, so every tile of a scene is stretched alike.
+    ``min_span``: the narrowest ``high - low`` allowed, in raster units (widened about its middle when the
+    percentiles are closer): a chip of open water alone is otherwise stretched until its ripples look like boats.
     """
 
     low: tuple[float, ...]
     high: tuple[float, ...]
     percentiles: tuple[float, float] = (1.0, 99.0)
+    min_span: float = 0.0
 
     def apply(self, data: np.ndarray) -> np.ndarray:
         """(C, H, W) raw values -> (C, H, W) float32 in [0, 1]."""
@@ -60,11 +63,13 @@ class Normalisation:
         return np.clip((data.astype(np.float32) - low) / span, 0.0, 1.0)
 
     def to_dict(self) -> dict:
-        return {"low": list(self.low), "high": list(self.high), "percentiles": list(self.percentiles)}
+        return {"low": list(self.low), "high": list(self.high), "percentiles": list(self.percentiles)} | (
+            {"min_span": self.min_span} if self.min_span else {})
 
     @classmethod
     def from_dict(cls, d: dict) -> "Normalisation":
-        return cls(tuple(d["low"]), tuple(d["high"]), tuple(d.get("percentiles", (1.0, 99.0))))
+        return cls(tuple(d["low"]), tuple(d["high"]), tuple(d.get("percentiles", (1.0, 99.0))),
+                   float(d.get("min_span", 0.0)))
 
 
 class Scene:
@@ -212,8 +217,10 @@ class Scene:
                                   f"{len(self.band_indexes)} were selected")
         self._normalisation = normalisation
 
-    def compute_normalisation(self, percentiles=(1.0, 99.0), max_side: int = STATS_MAX_SIDE) -> Normalisation:
-        """Percentile stretch of the valid pixels of a decimated view of the scene (about ``max_side`` px a side).
+    def compute_normalisation(self, percentiles=(1.0, 99.0), max_side: int = STATS_MAX_SIDE,
+                              min_span: float = 0.0) -> Normalisation:
+        """Percentile stretch of the valid pixels of a decimated view of the scene (about ``max_side`` px a side),
+        no narrower than ``min_span`` (Normalisation).
 
         A small scene, or one with overviews, is read whole at reduced resolution. A large one without overviews
         is sampled as an even grid of ``SAMPLE_WINDOW`` px windows instead: a decimated read of the whole file
@@ -229,10 +236,12 @@ class Scene:
             values = values[np.isfinite(values)] if values.dtype.kind == "f" else values
             if values.size == 0:
                 raise NoValidPixels(f"{self.path}: the raster holds no valid pixels (everything is nodata)")
-            lo, hi = np.percentile(values, percentiles)
-            lows.append(float(lo))
-            highs.append(float(hi) if hi > lo else float(lo) + 1.0)
-        return Normalisation(tuple(lows), tuple(highs), tuple(percentiles))
+            lo, hi = (float(v) for v in np.percentile(values, percentiles))
+            if hi - lo < min_span:
+                lo, hi = (lo + hi - min_span) / 2, (lo + hi + min_span) / 2
+            lows.append(lo)
+            highs.append(hi if hi > lo else lo + 1.0)
+        return Normalisation(tuple(lows), tuple(highs), tuple(percentiles), float(min_span))
 
     def decimated(self, max_side: int) -> tuple[np.ndarray, np.ndarray]:
         """The whole scene read at reduced resolution (long side about ``max_side`` px, nearest neighbour): (C, h, w)

@@ -262,3 +262,51 @@ def test_components_joins_8_connected_pixels_however_winding_and_keeps_regions_a
     assert len(torch.unique(labels[0][mask[0]])) == 1
     assert labels[1, 2, 2] == labels[1, 3, 3] != labels[1, 10, 10]
     assert len(torch.unique(labels[1][mask[1]])) == 2 and labels[0, 0, 1] not in labels[1]
+
+
+def test_waves_are_laid_over_training_tiles_with_texture(native_sets):
+    from samgeo_ship.training.native import _batch, _load, _waves
+
+    from samgeo_ship.training.data import open_datasets, split_tiles
+
+    waves = _waves(64, np.random.default_rng(3))
+    assert waves.shape == (1, 64, 64) and float(waves.std()) == pytest.approx(1, abs=0.01)
+    assert abs(float(waves[0, :, 1:].sub(waves[0, :, :-1]).abs().mean())) > 0.05  # texture, not a flat offset
+    refs, _ = split_tiles(open_datasets([native_sets[0]]), [], 0.0, 0)
+    tiles = _load(refs, NativeProposer(64), 256)
+    idx = np.arange(4)
+    plain, _ = _batch(tiles, idx, np.random.default_rng(0), ProposerConfig(augment=True))
+    rough, _ = _batch(tiles, idx, np.random.default_rng(0), ProposerConfig(augment=True, texture=0.5))
+    local = lambda x: (x[..., 1:] - x[..., :-1]).abs().mean()  # noqa: E731
+    assert local(rough) > 1.2 * local(plain)
+
+
+def test_a_models_narrowest_stretch_comes_from_its_datasets(tmp_path, small_harbour):
+    from samgeo_ship.models.card_schema import CardProblem, check_card
+    from samgeo_ship.training.trainer import _card_normalisation
+
+    scene, labels = tmp_path / "s.tif", tmp_path / "s.geojson"
+    shutil.copy(small_harbour, scene)
+    write_truth(labels, SMALL_HULLS)
+    result = run_cli("prepare", scene, labels, "-o", tmp_path / "ds", "--tile-size", 64, "--overlap", 8, "--min-span", 5000, "-q")
+    assert result.exit_code == 0, result.output
+    card = json.loads((tmp_path / "ds" / "dataset.json").read_text())
+    assert card["normalisation"]["min_span"] == 5000
+    assert card["normalisation"]["high"][0] - card["normalisation"]["low"][0] == pytest.approx(5000)
+    spec = _card_normalisation(card)
+    assert spec == {"method": "percentile", "percentiles": [1.0, 99.0], "min_span": 5000}
+    assert "min_span" not in _card_normalisation(json.loads(json.dumps(card).replace('"min_span": 5000', '"x": 0')))
+    with pytest.raises(CardProblem, match="min_span"):
+        check_card({"model_type": "sam_tiny", "bands": ["R"], "pixel_size_m": 1.0, "tile_size": 64, "overlap": 0,
+                    "normalisation": {"min_span": -1}})
+
+
+def test_detection_stretches_scenes_no_narrower_than_the_cards_min_span(tmp_path, own_masks_bundle, small_harbour):
+    path = tmp_path / "wide.safetensors"
+    shutil.copy(own_masks_bundle.path, path)
+    card = read_card(path)
+    card.normalisation = {**card.normalisation, "min_span": 5000}
+    update_card(path, card)
+    with ShipDetector(str(path), device="cpu").open(small_harbour) as scene:
+        norm = scene.normalisation
+    assert all(h - lo == pytest.approx(5000) for lo, h in zip(norm.low, norm.high)) and norm.min_span == 5000

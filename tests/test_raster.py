@@ -125,3 +125,23 @@ def test_band_lists_agree_through_aliases():
     assert not same_bands(["B04", "B03", "B02"], ["blue", "green", "red"])  # order matters
     assert not same_bands(["B04", "B03", "B02"], ["B04", "B03", "B08"])
     assert not same_bands(["B04", "B03"], ["B04", "B03", "B02"])
+
+
+def test_min_span_keeps_a_chip_of_open_water_from_being_stretched_into_boats(tmp_path):
+    rng = np.random.default_rng(2)
+    water = np.clip(rng.normal(50, 4, size=(3, 64, 64)), 0, 255).astype(np.uint8)  # ripples of a few DN
+    path = write_raster(tmp_path / "water.tif", water)
+    with Scene.open(path) as scene:
+        plain = scene.compute_normalisation()
+        kept = scene.compute_normalisation(min_span=80)
+        scene.use_normalisation(kept)
+        stretched, _ = scene.read(Window(0, 0, 64, 64))
+    assert max(h - lo for lo, h in zip(plain.low, plain.high)) < 30
+    assert all(h - lo == pytest.approx(80) for lo, h in zip(kept.low, kept.high))
+    for lo, h, plo, ph in zip(kept.low, kept.high, plain.low, plain.high):
+        assert (lo + h) / 2 == pytest.approx((plo + ph) / 2)  # widened about the middle: water stays mid-grey
+    assert stretched.std() < 0.1 and kept.to_dict()["min_span"] == 80
+    assert type(kept).from_dict(kept.to_dict()) == kept and "min_span" not in plain.to_dict()
+    wide = write_raster(tmp_path / "wide.tif", rng.integers(0, 255, size=(3, 64, 64)).astype(np.uint8))
+    with Scene.open(wide) as scene:  # a scene with contrast of its own is stretched as before
+        assert scene.compute_normalisation(min_span=80).low == scene.compute_normalisation().low

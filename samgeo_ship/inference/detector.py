@@ -323,7 +323,8 @@ class ShipDetector:
         spec = self.card.normalisation or {}
         if "low" in spec and "high" in spec:  # fixed statistics recorded at training time
             return Normalisation.from_dict(spec)
-        return scene.compute_normalisation(tuple(spec.get("percentiles", (1.0, 99.0))))
+        return scene.compute_normalisation(tuple(spec.get("percentiles", (1.0, 99.0))),
+                                           min_span=float(spec.get("min_span", 0.0)))
 
 
 def detect(scene, model=None, *, boxes=None, points=None, progress: Progress | None = None, device: str = "auto",

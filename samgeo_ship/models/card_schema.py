@@ -60,6 +60,8 @@ def _normalisation(value, n_bands):
         p = _typed(value["percentiles"], "normalisation.percentiles", list, "a list")
         if len(p) != 2 or not 0 <= _number(p[0], "a percentile") < _number(p[1], "a percentile") <= 100:
             raise CardProblem("normalisation.percentiles must be two increasing numbers in 0..100")
+    if "min_span" in value:
+        _number(value["min_span"], "normalisation.min_span", low=0)
     for key in ("low", "high"):
         if key in value:
             values = _typed(value[key], f"normalisation.{key}", list, "a list")

@@ -27,7 +27,7 @@ from samgeo_ship.models.shipsam import ShipSam, model_input
 from samgeo_ship.training.augment import VARIANTS, apply_variant
 from samgeo_ship.training.data import open_datasets, split_tiles
 from samgeo_ship.training.evaluate import NMS_IOU
-from samgeo_ship.training.trainer import DEFAULT_BOX_PRIOR, TrainResult, _median_pixel_size
+from samgeo_ship.training.trainer import DEFAULT_BOX_PRIOR, TrainResult, _card_normalisation, _median_pixel_size
 
 # Region scores are their highest ship-pixel probability, which crowds near 1 on large tiles: the sweep goes on past 0.9.
 THRESHOLDS = tuple(round(float(t), 2) for t in np.arange(0.1, 0.91, 0.05)) + (0.95, 0.98)
@@ -50,7 +50,10 @@ class ProposerConfig:
         on whole tiles all the same): a step over 256 px aerial tiles costs ~6x less at 128.
     coarsen: up to this factor, each training tile is blurred as a coarser scene resampled to the model's pixels is
         (shrunk by a random factor from 1 to ``coarsen``, then enlarged back): the zoo reads scenes up to 4x coarser
-        than the model's pixels with it. 1: off."""
+        than the model's pixels with it. 1: off.
+    texture: up to this amplitude (model inputs span -1..1), waves are laid over each training tile: ripples of a
+        random length and direction and speckle, brighter and darker alike in every band, as open water shows on real
+        aerial and satellite images and synthetic scenes do not. 0: off."""
 
     epochs: int = 30
     batch_size: int = 32
@@ -70,6 +73,7 @@ class ProposerConfig:
     masks: str = "sam"
     crop: int | None = None
     coarsen: float = 1.0
+    texture: float = 0.0
 
 
 @dataclass
@@ -109,11 +113,27 @@ def _batch(tiles: _Tiles, idx, rng: np.random.Generator, config: ProposerConfig)
             # Haze, sun and the per-scene stretch move each band's level and spread between scenes.
             x = x * rng.uniform(0.75, 1.25, (len(x), 1, 1)) + rng.uniform(-0.15, 0.15, (len(x), 1, 1))
         x = torch.from_numpy(np.ascontiguousarray(x, np.float32))
+        if config.augment and config.texture > 0:
+            x = x + float(rng.uniform(0, config.texture)) * _waves(x.shape[-1], rng)
         if config.augment and config.coarsen > 1:
             x = _coarsen(x, float(rng.uniform(1.0, config.coarsen)))
         xs.append(x)
         ms.append(torch.from_numpy(np.ascontiguousarray(m)))
     return torch.stack(xs), native_targets(ms, xs[0].shape[-1])
+
+
+def _waves(size: int, rng: np.random.Generator) -> torch.Tensor:
+    """(1, size, size) wave texture of unit standard deviation: ripples (a crest every 3-16 px, in a random direction,
+    their phase wandering) over speckle blurred to 1-3 px, in a random mix."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    angle, length = rng.uniform(0, np.pi), rng.uniform(3, 16)
+    wander = F.avg_pool2d(torch.from_numpy(rng.standard_normal((1, size, size)).astype(np.float32)), 9, 1, 4).numpy()
+    ripples = np.sin(2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) / length + 6 * wander[0])
+    k = int(rng.choice([1, 3, 5]))
+    speckle = F.avg_pool2d(torch.from_numpy(rng.standard_normal((1, size, size)).astype(np.float32)), k, 1, k // 2)
+    mix = rng.uniform(0, 1)
+    waves = mix * torch.from_numpy(ripples)[None] / ripples.std().clip(1e-6) + (1 - mix) * speckle / speckle.std()
+    return waves / waves.std().clamp(min=1e-6)
 
 
 def _coarsen(x: torch.Tensor, factor: float) -> torch.Tensor:
@@ -277,7 +297,6 @@ class ProposerTrainer:
         first, init = self.train_sets[0].card, self.init_card
         best = next((h for h in self.history if h["epoch"] == best_epoch), {})
         own = self.config.masks == "native"
-        percentiles = first.get("normalisation", {}).get("percentiles", [1.0, 99.0])
         sam = {"model_type": self.config.model_type, "base_model": "random-init", "base_sha256": None,
                "encoder_mode": "full", "lora": {}, "stored": ["sam"], "trained": []}
         if init is not None:  # its SAM as it is, on the base it was built on (a frozen encoder is not copied)
@@ -288,7 +307,7 @@ class ProposerTrainer:
         return BundleCard(
             model_type=sam["model_type"], bands=list(first["bands"]), pixel_size_m=_median_pixel_size(self.train_sets),
             tile_size=first["tile_size"], overlap=first.get("overlap", 0),
-            normalisation={"method": "percentile", "percentiles": list(percentiles)},
+            normalisation=_card_normalisation(first),
             thresholds={"score": best.get("score_threshold", 0.3), "mask_logit": 0.0, "nms_iou": NMS_IOU},
             base_model=sam["base_model"], base_sha256=sam["base_sha256"], trained=[KIND],
             encoder_mode=sam["encoder_mode"], stored=sam["stored"] + [KIND], lora=sam["lora"], kind=KIND,

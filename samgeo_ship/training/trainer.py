@@ -264,11 +264,10 @@ class Trainer:
                                            "tiles") if k in best}
         if validation:
             validation.update(initial_mask_iou=initial.get("mask_iou"), best_epoch=state.best_epoch)
-        percentiles = first.get("normalisation", {}).get("percentiles", [1.0, 99.0])
         return BundleCard(
             model_type=config.model_type, bands=list(first["bands"]), pixel_size_m=_median_pixel_size(train_sets),
             tile_size=first["tile_size"], overlap=first.get("overlap", 0),
-            normalisation={"method": "percentile", "percentiles": list(percentiles)},
+            normalisation=_card_normalisation(first),
             thresholds={"score": best.get("score_threshold", 0.3), "mask_logit": 0.0, "nms_iou": NMS_IOU},
             base_model=self.base.name, base_sha256=self.base.sha256, trained=plan.trained, encoder_mode=plan.mode,
             stored=plan.stored, lora=plan.lora, validation=validation,
@@ -304,3 +303,11 @@ def train(datasets, output, config: TrainConfig | None = None, val_datasets=(), 
 def _median_pixel_size(datasets) -> float | None:
     sizes = [d.card["pixel_size_m"] for d in datasets if d.card.get("pixel_size_m")]
     return float(np.median(sizes)) if sizes else None
+
+
+def _card_normalisation(dataset_card: dict) -> dict:
+    """The card's normalisation for a model trained on a dataset: the same percentiles, and the same narrowest
+    stretch (``min_span``), computed afresh on each scene it reads."""
+    spec = dataset_card.get("normalisation", {})
+    return {"method": "percentile", "percentiles": list(spec.get("percentiles", [1.0, 99.0]))} | (
+        {"min_span": spec["min_span"]} if spec.get("min_span") else {})
