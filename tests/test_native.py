@@ -270,7 +270,7 @@ def test_waves_are_laid_over_training_tiles_with_texture(native_sets):
     from samgeo_ship.training.data import open_datasets, split_tiles
 
     waves = _waves(64, np.random.default_rng(3))
-    assert waves.shape == (1, 64, 64) and float(waves.std()) == pytest.approx(1, abs=0.01)
+    assert waves.shape == (1, 64, 64) and waves.dtype == torch.float32 and float(waves.std()) == pytest.approx(1, abs=0.01)
     assert abs(float(waves[0, :, 1:].sub(waves[0, :, :-1]).abs().mean())) > 0.05  # texture, not a flat offset
     refs, _ = split_tiles(open_datasets([native_sets[0]]), [], 0.0, 0)
     tiles = _load(refs, NativeProposer(64), 256)

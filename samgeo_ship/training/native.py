@@ -133,7 +133,7 @@ def _waves(size: int, rng: np.random.Generator) -> torch.Tensor:
     speckle = F.avg_pool2d(torch.from_numpy(rng.standard_normal((1, size, size)).astype(np.float32)), k, 1, k // 2)
     mix = rng.uniform(0, 1)
     waves = mix * torch.from_numpy(ripples)[None] / ripples.std().clip(1e-6) + (1 - mix) * speckle / speckle.std()
-    return waves / waves.std().clamp(min=1e-6)
+    return (waves / waves.std().clamp(min=1e-6)).float()
 
 
 def _coarsen(x: torch.Tensor, factor: float) -> torch.Tensor:
