@@ -3,7 +3,7 @@
 import click
 from tqdm import tqdm
 
-from samgeo_ship.models.card_schema import MAX_PROPOSER_WIDTH
+from samgeo_ship.models.card_schema import MAX_PROPOSER_WIDTH, REGION_SCORES
 from samgeo_ship.models.native import DEFAULT_WIDTH
 from samgeo_ship.models.registry import CONFIGS
 from samgeo_ship.models.shipsam import PROMPTER_PIXELS
@@ -78,13 +78,16 @@ from samgeo_ship.training.prompts import PromptRecipe
 @click.option("--texture", default=0.0, show_default=True, type=click.FloatRange(0, 1),
               help="With --proposer native: lay waves of up to this amplitude (inputs span -1..1) over each training "
                    "tile, so that rough open water is not taken for boats (for models trained on synthetic scenes).")
+@click.option("--region-score", type=click.Choice(REGION_SCORES), default="mean", show_default=True,
+              help="With --masks native: a ship region's score, its mean or its highest ship-pixel probability (the "
+                   "mean sorts ships from rough water far better on real aerial chips).")
 @click.option("--threads", default=None, type=click.IntRange(min=1), help="CPU threads [all cores].")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def train(ctx, datasets, output, model_type, encoder, epochs, batch_size, lr, val_fraction, val_datasets, patience,
           seed, device, resume, base_checkpoint, cache_dir, no_augment, lora_rank, lora_alpha, init_model, negatives,
           negative_ratio, box_prior, negative_boxes, prompter_pixels, max_minutes, proposer, masks, proposer_width,
-          crop, coarsen, texture, threads, quiet):
+          crop, coarsen, texture, region_score, threads, quiet):
     """Fine-tune SAM and its ship prompter on DATASETS (directories made by shipseg prepare).
 
     Example: shipseg train harbour_ds/ -o ships.safetensors --model-type vit_b --epochs 30
@@ -150,7 +153,7 @@ def _train_native(ctx, datasets, output, val_datasets, quiet):
                             threads=p["threads"], max_minutes=p["max_minutes"], init=p["init_model"],
                             model_type=p["model_type"], negatives=p["negatives"], masks=p["masks"],
                             width=p["proposer_width"], crop=p["crop"], coarsen=p["coarsen"],
-                            texture=p["texture"])
+                            texture=p["texture"], region_score=p["region_score"])
 
     def on_epoch(r):
         if not quiet:

@@ -310,3 +310,23 @@ def test_detection_stretches_scenes_no_narrower_than_the_cards_min_span(tmp_path
     with ShipDetector(str(path), device="cpu").open(small_harbour) as scene:
         norm = scene.normalisation
     assert all(h - lo == pytest.approx(5000) for lo, h in zip(norm.low, norm.high)) and norm.min_span == 5000
+
+
+def test_a_region_may_be_scored_by_its_mean_probability_which_a_ripple_with_one_bright_pixel_does_not_reach():
+    p = torch.full((1, 1, 16, 16), 0.01)
+    p[0, 0, 2:5, 2:12] = 0.9  # a hull: every pixel confident
+    p[0, 0, 10:13, 10:13] = 0.55  # rough water: one confident pixel among weak ones
+    p[0, 0, 11, 11] = 0.99
+    logits = torch.logit(p)
+    by_max = regions(logits, 0.5, 1.0, 0.8)[0]
+    by_mean = regions(logits, 0.5, 1.0, 0.8, score="mean")[0]
+    assert len(by_max.scores) == 2 and by_max.scores[0] == pytest.approx(0.99)
+    assert len(by_mean.scores) == 1 and by_mean.scores[0] == pytest.approx(0.9)
+    assert by_mean.boxes[0].tolist() == [2, 2, 12, 5]
+    proposer = NativeProposer.from_card(None, type("Card", (), {"tile_size": 16, "proposer": {
+        "mask_threshold": 0.5, "region_score": "mean"}})())
+    assert proposer.region_score == "mean"
+    from samgeo_ship.models.card_schema import CardProblem, check_card
+    with pytest.raises(CardProblem, match="region_score"):
+        check_card({"model_type": "sam_tiny", "bands": ["R"], "pixel_size_m": 1.0, "tile_size": 64, "overlap": 0,
+                    "proposer": {"region_score": "median"}})

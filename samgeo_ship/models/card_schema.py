@@ -14,6 +14,7 @@ MAX_BANDS = 16
 MAX_LORA_RANK = 256
 MAX_PROMPTER_PIXELS = 256
 MAX_PROPOSER_WIDTH = 512
+REGION_SCORES = ("max", "mean")  # how a native proposer scores its own ship regions (models.native.regions)
 
 
 class CardProblem(ValueError):
@@ -97,6 +98,9 @@ def _proposer(value):
         _int(value["width"], "proposer.width", 1, MAX_PROPOSER_WIDTH)
     if value.get("mask_threshold") is not None:
         _number(value["mask_threshold"], "proposer.mask_threshold", 0, 1)
+    if value.get("region_score", "max") not in REGION_SCORES:
+        raise CardProblem(f"proposer.region_score is {json_short(value['region_score'])}, not one of "
+                          f"{', '.join(REGION_SCORES)}")
 
 
 def check_card(data, required=("model_type", "bands", "pixel_size_m", "tile_size", "overlap")) -> dict:

@@ -53,7 +53,9 @@ class ProposerConfig:
         than the model's pixels with it. 1: off.
     texture: up to this amplitude (model inputs span -1..1), waves are laid over each training tile: ripples of a
         random length and direction and speckle, brighter and darker alike in every band, as open water shows on real
-        aerial and satellite images and synthetic scenes do not. 0: off."""
+        aerial and satellite images and synthetic scenes do not. 0: off.
+    region_score: with masks "native", how a region is scored, "mean" or "max" probability (models.native.regions;
+        bundles made before it score by "max")."""
 
     epochs: int = 30
     batch_size: int = 32
@@ -74,6 +76,7 @@ class ProposerConfig:
     crop: int | None = None
     coarsen: float = 1.0
     texture: float = 0.0
+    region_score: str = "mean"
 
 
 @dataclass
@@ -282,7 +285,9 @@ class ProposerTrainer:
         truths = [ref.dataset.boxes[ref.tile] for ref in self.val_refs]
         found = lambda propose: [(p.boxes.cpu(), p.scores.cpu()) for out in outputs for p in propose(*out)]
         if self.config.masks == "native":
-            sweeps = {m: box_f1(found(lambda heat, edges, mask: regions(mask, m, 1.0, min(THRESHOLDS))), truths)
+            score = self.config.region_score
+            sweeps = {m: box_f1(found(lambda heat, edges, mask: regions(mask, m, 1.0, min(THRESHOLDS), score=score)),
+                                truths)
                       for m in MASK_THRESHOLDS}
         else:
             sweeps = {None: box_f1(found(lambda heat, edges, mask: decode(heat, edges, 1.0, min(THRESHOLDS))),
@@ -316,7 +321,8 @@ class ProposerTrainer:
                if best else {}),
             proposer={"width": self.config.width, "sam_from": Path(self.config.init).name if self.config.init else "untrained",
                       "sam_bands": list(init.bands) if init is not None else None}
-            | ({"mask_threshold": best.get("mask_threshold", DEFAULT_MASK_THRESHOLD)} if own else {}),
+            | ({"mask_threshold": best.get("mask_threshold", DEFAULT_MASK_THRESHOLD),
+                "region_score": self.config.region_score} if own else {}),
             training={
                 "datasets": [{"path": str(d.path), "scene": d.card.get("scene"), "tiles": len(d.tiles),
                               "ships": d.ships, "role": role}
