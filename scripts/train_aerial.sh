@@ -36,10 +36,11 @@ val=(--val va0 --val va1 --val va2 --val va3)
   --lr 2e-3 --epochs 40 --patience 40 --negatives 0.3 --max-minutes "${SAM_MINUTES:-26}" --box-prior 3 --seed 0 \
   --threads "${THREADS:-1}" -q
 
-# 2. The native proposer on all 144 scenes, with that SAM for prompts: 128 px crops of the 256 px tiles, waves laid
-# over them (synthetic water is smooth; real water is not). Validation picks the epoch and both thresholds.
+# 2. The native proposer on all 144 scenes, with that SAM for prompts: 128 px crops of the 256 px tiles. Validation
+# picks the epoch and both thresholds (regions scored by their mean probability). TEXTURE=0.3 lays waves over the
+# tiles: fewer false ships on real rough water, but fewer real ones found too (benchmarks/README.md).
 "$shipseg" train "${dense[@]}" "${sparse[@]}" "${val[@]}" -o aerial.safetensors --proposer native --masks native \
   --init aerial_sam.safetensors --epochs 40 --patience 40 --batch-size 16 --lr 4e-3 --negatives 0.3 --crop 128 \
-  --texture "${TEXTURE:-0.3}" --coarsen "${COARSEN:-1}" --max-minutes "${NATIVE_MINUTES:-40}" --seed 0 \
+  --texture "${TEXTURE:-0}" --coarsen "${COARSEN:-1}" --max-minutes "${NATIVE_MINUTES:-40}" --seed 0 \
   --threads "${THREADS:-1}" -q
 cp aerial.safetensors "${DEST:-$here/samgeo_ship/data/aerial.safetensors}"
