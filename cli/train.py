@@ -96,6 +96,10 @@ def train(ctx, datasets, output, model_type, encoder, epochs, batch_size, lr, va
     if masks == "native" and proposer != "native":
         raise click.BadParameter("only a native proposer draws its own masks: add --proposer native",
                                  param_hint="--masks")
+    for name in ("proposer_width", "crop", "coarsen", "texture", "region_score"):
+        if proposer != "native" and ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
+            option = "--" + name.replace("_", "-")
+            raise click.BadParameter("applies to a native proposer only: add --proposer native", param_hint=option)
     if proposer == "native":
         _train_native(ctx, datasets, output, val_datasets, quiet)
         return

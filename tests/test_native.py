@@ -330,3 +330,10 @@ def test_a_region_may_be_scored_by_its_mean_probability_which_a_ripple_with_one_
     with pytest.raises(CardProblem, match="region_score"):
         check_card({"model_type": "sam_tiny", "bands": ["R"], "pixel_size_m": 1.0, "tile_size": 64, "overlap": 0,
                     "proposer": {"region_score": "median"}})
+
+
+@pytest.mark.parametrize("option, value", [("--crop", 32), ("--texture", 0.3), ("--region-score", "max")])
+def test_native_only_training_options_without_the_native_proposer_are_refused(tmp_path, native_sets, option, value):
+    result = run_cli("train", native_sets[0], option, value, "-o", tmp_path / "m.safetensors")
+    assert result.exit_code == 2 and "--proposer native" in result.output and option in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "m.safetensors").exists()

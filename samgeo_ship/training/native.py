@@ -29,7 +29,7 @@ from samgeo_ship.training.data import open_datasets, split_tiles
 from samgeo_ship.training.evaluate import NMS_IOU
 from samgeo_ship.training.trainer import DEFAULT_BOX_PRIOR, TrainResult, _card_normalisation, _median_pixel_size
 
-# Region scores are their highest ship-pixel probability, which crowds near 1 on large tiles: the sweep goes on past 0.9.
+# Scores by the highest ship-pixel probability crowd near 1 on large tiles: the sweep goes on past 0.9.
 THRESHOLDS = tuple(round(float(t), 2) for t in np.arange(0.1, 0.91, 0.05)) + (0.95, 0.98)
 MATCH_IOU = 0.5
 MASK_THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)  # ship-pixel probabilities tried for the proposer's own regions
@@ -47,7 +47,7 @@ class ProposerConfig:
     masks: "sam" (SAM's decoder masks each proposal box) or "native" (the proposer's own ship regions,
         models.native.regions, their threshold chosen on the validation tiles; detection then runs no SAM at all).
     crop: train on a random ``crop`` x ``crop`` window of each tile (the network is fully convolutional, so it detects
-        on whole tiles all the same): a step over 256 px aerial tiles costs ~6x less at 128.
+        on whole tiles all the same): cheaper steps on large tiles.
     coarsen: up to this factor, each training tile is blurred as a coarser scene resampled to the model's pixels is
         (shrunk by a random factor from 1 to ``coarsen``, then enlarged back): the zoo reads scenes up to 4x coarser
         than the model's pixels with it. 1: off.
@@ -55,7 +55,7 @@ class ProposerConfig:
         random length and direction and speckle, brighter and darker alike in every band, as open water shows on real
         aerial and satellite images and synthetic scenes do not. 0: off.
     region_score: with masks "native", how a region is scored, "mean" or "max" probability (models.native.regions;
-        bundles made before it score by "max")."""
+        a card without ``proposer.region_score`` scores by "max")."""
 
     epochs: int = 30
     batch_size: int = 32
