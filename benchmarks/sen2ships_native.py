@@ -66,6 +66,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data", type=Path, default=DATA, help="[%(default)s]")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "sen2ships_native",
                    help="[%(default)s]")
+    p.add_argument("--extra", type=Path, nargs="*", default=[],
+                   help="prepared datasets (`shipseg prepare`, the same bands and tiles; synthetic scenes, never "
+                        "sen2ships) added to every fold's training")
     p.add_argument("--skip-train", action="store_true",
                    help="score the fold models already in OUT/models/ instead of training them again")
     p.add_argument("--aggregate", action="store_true",
@@ -103,7 +106,7 @@ def run_fold(k: int, args) -> dict:
     trains = [s for fold in FOLDS_ALL for s in fold if s not in tests]
     sets = {s: prepared(s, args) for s in trains}
     used = [s for s in trains if sets[s] is not None]
-    print(f"fold {k}: train {', '.join(used)}; test {', '.join(tests)}", flush=True)
+    print(f"fold {k}: train {', '.join(used + [d.name for d in args.extra])}; test {', '.join(tests)}", flush=True)
     path = args.out / "models" / f"fold{k}.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
     config = ProposerConfig(epochs=args.epochs, batch_size=args.train_batch, width=args.width, negatives=args.negatives, lr=args.lr,
@@ -113,7 +116,7 @@ def run_fold(k: int, args) -> dict:
                              f"{r['score_threshold']:g} ({r['seconds']:.0f} s)", flush=True)
     t0, c0 = time.perf_counter(), time.process_time()
     if not (args.skip_train and path.is_file()):
-        train_proposer([sets[s] for s in used], path, config, on_epoch=report)
+        train_proposer([sets[s] for s in used] + list(args.extra), path, config, on_epoch=report)
     card = read_card(path)
     t1, c1 = time.perf_counter(), time.process_time()
     scored = {}
@@ -127,7 +130,7 @@ def run_fold(k: int, args) -> dict:
         scored[name] = (score, cv.moored(scene, score.truth))
         print(f"  {name}: {cv.summary_line(cv.summarise([scored[name]]))}", flush=True)
     t2, c2 = time.perf_counter(), time.process_time()
-    fold = {"fold": k, "train": used, "test": list(tests), "threshold": card.thresholds["score"],
+    fold = {"fold": k, "train": used + [str(d) for d in args.extra], "test": list(tests), "threshold": card.thresholds["score"],
             "best_epoch": card.training["best_epoch"], "epochs": card.training["epochs"], "val": card.validation,
             "seconds": {"train": round(t1 - t0, 1), "evaluate": round(t2 - t1, 1)},
             "cpu_seconds": {"train": round(c1 - c0, 1), "evaluate": round(c2 - c1, 1)},
@@ -187,7 +190,8 @@ def markdown(result: dict) -> str:
         f"{a['lr']:g}, negatives {a['negatives']:g}, masks by "
         f"{'the proposer (SAM only for the box prompts: ' if a['masks'] == 'native' else '('}SAM of "
         f"{Path(a['sam']).name}), tiles {a['tile_size']} px (overlap {a['overlap']}), seed {a['seed']}, "
-        f"{a['threads']} thread(s).", "", *lines, "",
+        f"{a['threads']} thread(s)"
+        f"{'; also trained on ' + ', '.join(Path(d).name for d in a['extra']) if a.get('extra') else ''}.", "", *lines, "",
         f"Wall time {result['wall_seconds'] / 60:.1f} min{' summed over the folds' if a['aggregate'] else ''} (per fold "
         + "; ".join(f"{f['fold']}: train {f['seconds']['train']:.0f} s ({f['epochs']} epochs, best "
                     f"{f['best_epoch']}), evaluate {f['seconds']['evaluate']:.0f} s" for f in result["folds"])
