@@ -3,7 +3,7 @@
 import click
 from tqdm import tqdm
 
-from samgeo_ship.models.card_schema import MAX_PROPOSER_WIDTH, PROPOSER_ARCHS, REGION_SCORES
+from samgeo_ship.models.card_schema import MAX_PROPOSER_WIDTH, REGION_SCORES
 from samgeo_ship.models.native import DEFAULT_WIDTH
 from samgeo_ship.models.registry import CONFIGS
 from samgeo_ship.models.shipsam import PROMPTER_PIXELS
@@ -69,9 +69,6 @@ from samgeo_ship.training.prompts import PromptRecipe
 @click.option("--proposer-width", default=DEFAULT_WIDTH, show_default=True, type=click.IntRange(1, MAX_PROPOSER_WIDTH),
               help="With --proposer native: channels of its layers (32: 4x the weights, better on real Sentinel-2 "
                    "ports; benchmarks/README.md).")
-@click.option("--proposer-arch", type=click.Choice(PROPOSER_ARCHS), default="dilated", show_default=True,
-              help="With --proposer native: its network, dilated convolutions at full resolution (~35 px seen around "
-                   "each pixel) or a U-Net (~130 px: whole hulls of large ships at aerial pixels).")
 @click.option("--crop", default=None, type=click.IntRange(min=8),
               help="With --proposer native: train on a random window of this many pixels of each tile (faster steps "
                    "on large tiles; detection still reads whole tiles).")
@@ -90,7 +87,7 @@ from samgeo_ship.training.prompts import PromptRecipe
 def train(ctx, datasets, output, model_type, encoder, epochs, batch_size, lr, val_fraction, val_datasets, patience,
           seed, device, resume, base_checkpoint, cache_dir, no_augment, lora_rank, lora_alpha, init_model, negatives,
           negative_ratio, box_prior, negative_boxes, prompter_pixels, max_minutes, proposer, masks, proposer_width,
-          proposer_arch, crop, coarsen, texture, region_score, threads, quiet):
+          crop, coarsen, texture, region_score, threads, quiet):
     """Fine-tune SAM and its ship prompter on DATASETS (directories made by shipseg prepare).
 
     Example: shipseg train harbour_ds/ -o ships.safetensors --model-type vit_b --epochs 30
@@ -99,7 +96,7 @@ def train(ctx, datasets, output, model_type, encoder, epochs, batch_size, lr, va
     if masks == "native" and proposer != "native":
         raise click.BadParameter("only a native proposer draws its own masks: add --proposer native",
                                  param_hint="--masks")
-    for name in ("proposer_width", "proposer_arch", "crop", "coarsen", "texture", "region_score"):
+    for name in ("proposer_width", "crop", "coarsen", "texture", "region_score"):
         if proposer != "native" and ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
             option = "--" + name.replace("_", "-")
             raise click.BadParameter("applies to a native proposer only: add --proposer native", param_hint=option)
@@ -159,7 +156,7 @@ def _train_native(ctx, datasets, output, val_datasets, quiet):
                             patience=p["patience"], seed=p["seed"], device=p["device"], augment=not p["no_augment"],
                             threads=p["threads"], max_minutes=p["max_minutes"], init=p["init_model"],
                             model_type=p["model_type"], negatives=p["negatives"], masks=p["masks"],
-                            width=p["proposer_width"], arch=p["proposer_arch"], crop=p["crop"], coarsen=p["coarsen"],
+                            width=p["proposer_width"], crop=p["crop"], coarsen=p["coarsen"],
                             texture=p["texture"], region_score=p["region_score"])
 
     def on_epoch(r):

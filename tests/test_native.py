@@ -17,8 +17,7 @@ from samgeo_ship.inference.predictor import own_masks
 from samgeo_ship.metrics import match
 from samgeo_ship.inference.detector import DetectWarning
 from samgeo_ship.models.bundle import load_bundle, read_card, update_card
-from samgeo_ship.models.native import (DEFAULT_WIDTH, NativeProposer, UNetBody, decode, native_loss, native_targets,
-                                       regions)
+from samgeo_ship.models.native import DEFAULT_WIDTH, NativeProposer, decode, native_loss, native_targets, regions
 from samgeo_ship.models.prompter import Prompter
 from samgeo_ship.training.native import MASK_THRESHOLDS, ProposerConfig, box_f1, train_proposer
 
@@ -333,53 +332,7 @@ def test_a_region_may_be_scored_by_its_mean_probability_which_a_ripple_with_one_
                     "proposer": {"region_score": "median"}})
 
 
-# ---- the U-Net body (--proposer-arch unet) ----------------------------------------------------------------------
-@pytest.mark.parametrize("size", [64, 50, 9])
-def test_the_unet_body_gives_one_cell_per_pixel_on_any_tile_size(size):
-    torch.manual_seed(0)
-    net = NativeProposer(size, 8, arch="unet").eval()
-    heat, edges, mask = net(torch.randn(2, 3, size, size))
-    assert heat.shape == mask.shape == (2, 1, size, size) and edges.shape == (2, 4, size, size)
-    with pytest.raises(ValueError, match="unknown proposer network 'resnet'"):
-        NativeProposer(size, 8, arch="resnet")
-
-
-def test_the_unet_sees_a_hull_far_beyond_the_dilated_bodys_reach():
-    """The output at a pixel moves when the input 40 px away does for the U-Net, never for the dilated body."""
-    from samgeo_ship.models.card_schema import PROPOSER_ARCHS
-    from samgeo_ship.models.native import ARCHS
-
-    assert tuple(ARCHS) == PROPOSER_ARCHS
-    torch.manual_seed(0)
-    x = torch.randn(1, 3, 96, 96)
-    far = x.clone()
-    far[..., 50:, 50:] += 3.0  # changed only beyond 40 px of the pixel (8, 8)
-    reach = {}
-    for arch in ARCHS:
-        net = NativeProposer(96, 8, arch=arch).eval()
-        with torch.no_grad():
-            reach[arch] = float((net(x)[2] - net(far)[2])[0, 0, 8, 8].abs())
-    assert reach["dilated"] == 0.0 and reach["unet"] > 0.0
-
-
-def test_shipseg_train_native_takes_a_unet_which_the_card_records_and_detection_builds(tmp_path, native_sets,
-                                                                                       small_harbour):
-    out = tmp_path / "unet.safetensors"
-    result = run_cli("train", native_sets[0], "--proposer", "native", "--masks", "native", "--proposer-arch", "unet",
-                     "--proposer-width", 8, "--epochs", 1, "--val", native_sets[1], "-o", out, "-q", "--threads", 1)
-    assert result.exit_code == 0, result.output
-    model, card = load_bundle(out)
-    assert card.proposer["arch"] == "unet" and isinstance(model.proposer.body, UNetBody)
-    ships = ShipDetector(str(out), device="cpu").detect(small_harbour)
-    assert set(ships["model"]) <= {out.name}
-    from samgeo_ship.models.card_schema import CardProblem, check_card
-    with pytest.raises(CardProblem, match="proposer.arch"):
-        check_card({"model_type": "sam_tiny", "bands": ["R"], "pixel_size_m": 1.0, "tile_size": 64, "overlap": 0,
-                    "proposer": {"arch": "resnet"}})
-
-
-@pytest.mark.parametrize("option, value", [("--crop", 32), ("--texture", 0.3), ("--region-score", "max"),
-                                           ("--proposer-arch", "unet")])
+@pytest.mark.parametrize("option, value", [("--crop", 32), ("--texture", 0.3), ("--region-score", "max")])
 def test_native_only_training_options_without_the_native_proposer_are_refused(tmp_path, native_sets, option, value):
     result = run_cli("train", native_sets[0], option, value, "-o", tmp_path / "m.safetensors")
     assert result.exit_code == 2 and "--proposer native" in result.output and option in result.output

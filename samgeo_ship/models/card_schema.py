@@ -15,7 +15,6 @@ MAX_LORA_RANK = 256
 MAX_PROMPTER_PIXELS = 256
 MAX_PROPOSER_WIDTH = 512
 REGION_SCORES = ("max", "mean")  # how a native proposer scores its own ship regions (models.native.regions)
-PROPOSER_ARCHS = ("dilated", "unet")  # a native proposer's network (models.native.NativeProposer)
 
 
 class CardProblem(ValueError):
@@ -99,8 +98,6 @@ def _proposer(value):
         _int(value["width"], "proposer.width", 1, MAX_PROPOSER_WIDTH)
     if value.get("mask_threshold") is not None:
         _number(value["mask_threshold"], "proposer.mask_threshold", 0, 1)
-    if value.get("arch", "dilated") not in PROPOSER_ARCHS:
-        raise CardProblem(f"proposer.arch is {json_short(value['arch'])}, not one of {', '.join(PROPOSER_ARCHS)}")
     if value.get("region_score", "max") not in REGION_SCORES:
         raise CardProblem(f"proposer.region_score is {json_short(value['region_score'])}, not one of "
                           f"{', '.join(REGION_SCORES)}")

@@ -41,62 +41,12 @@ _PRIOR_BIAS = -math.log((1 - 0.05) / 0.05)
 MAX_EDGE_LOG = 6.0  # log(1 + px) of a box edge: ~400 px, beyond any tile's ship
 
 
-def _conv(c_in: int, c_out: int, dilation: int = 1) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, 3, padding=dilation, dilation=dilation), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
-
-
-def dilated_body(in_chans: int, width: int) -> nn.Sequential:
-    """Six 3 x 3 convolutions at full resolution, dilations 1-8: a receptive field of ~35 px, a Sentinel-2 ship
-    and the quay or open water around it. (B, in_chans, T, T) -> (B, width, T, T)."""
-    wide = width + width // 2
-    layers, c = [], in_chans
-    for out, dil in ((width, 1), (width, 1), (wide, 2), (wide, 4), (wide, 8), (width, 1)):
-        layers += _conv(c, out, dil)
-        c = out
-    return nn.Sequential(*layers)
-
-
-class UNetBody(nn.Module):
-    """An encoder of three halvings (1.5, 3 and 6 times ``width`` channels, dilated at the bottom) and a decoder that
-    adds each level's skip: a receptive field of ~130 px, so a hull far longer than the dilated body sees is seen
-    whole (aerial ships of 100-300 m are 100-400 px at 0.8 m); per step it costs less than the dilated body of the
-    same width, most of its layers running at a half to an eighth of the pixels. Any tile size (the upsampling goes
-    to each skip's own size). (B, in_chans, T, T) -> (B, width, T, T)."""
-
-    def __init__(self, in_chans: int, width: int):
-        super().__init__()
-        w = width + width // 2
-        self.e1 = nn.Sequential(*_conv(in_chans, w), *_conv(w, w))
-        self.e2 = nn.Sequential(*_conv(w, 2 * w), *_conv(2 * w, 2 * w))
-        self.e3 = nn.Sequential(*_conv(2 * w, 4 * w), *_conv(4 * w, 4 * w, 2))
-        self.b = nn.Sequential(*_conv(4 * w, 4 * w, 2), *_conv(4 * w, 4 * w, 4))
-        self.r3, self.d3 = nn.Conv2d(4 * w, 4 * w, 1), nn.Sequential(*_conv(4 * w, 2 * w))
-        self.r2, self.d2 = nn.Conv2d(2 * w, 2 * w, 1), nn.Sequential(*_conv(2 * w, w))
-        self.r1, self.d1 = nn.Conv2d(w, w, 1), nn.Sequential(*_conv(w, width))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        def up(t, ref):
-            return F.interpolate(t, size=ref.shape[-2:], mode="bilinear", align_corners=False)
-
-        e1 = self.e1(x)
-        e2 = self.e2(F.max_pool2d(e1, 2))
-        e3 = self.e3(F.max_pool2d(e2, 2))
-        b = self.b(F.max_pool2d(e3, 2))
-        d3 = self.d3(up(b, e3) + self.r3(e3))
-        d2 = self.d2(up(d3, e2) + self.r2(e2))
-        return self.d1(up(d2, e1) + self.r1(e1))
-
-
-ARCHS = {"dilated": dilated_body, "unet": UNetBody}  # card_schema.PROPOSER_ARCHS names the same
-
-
 class NativeProposer(nn.Module):
     """Ship proposals at native pixels (see the module docstring).
 
     Args:
         tile_size: native pixels per tile side (the card's ``tile_size``): the model input is pooled back to it.
-        width: channels of the network's layers (of its last layer, which the heads read).
-        arch: the network, "dilated" (``dilated_body``) or "unet" (``UNetBody``); the card's ``proposer.arch``.
+        width: channels of the network's layers.
         in_chans: bands the network reads (the model's 3, or 1 repeated, as SAM's input holds them).
     """
 
@@ -104,20 +54,23 @@ class NativeProposer(nn.Module):
     unused_parts = ("prompter",)
 
     def __init__(self, tile_size: int, width: int = DEFAULT_WIDTH, in_chans: int = 3,
-                 mask_threshold: float | None = None, region_score: str = "max", arch: str = "dilated"):
+                 mask_threshold: float | None = None, region_score: str = "max"):
         super().__init__()
-        if arch not in ARCHS:
-            raise ValueError(f"unknown proposer network {arch!r}; choose one of {', '.join(ARCHS)}")
         self.tile_size = int(tile_size)
         self.width = int(width)
-        self.arch = arch
         # Set: the ship-pixel probability above which pixels form the ships' regions (its own ships, ``regions``).
         self.mask_threshold = None if mask_threshold is None else float(mask_threshold)
         self.region_score = region_score  # how a region is scored (``regions``)
-        self.body = ARCHS[arch](in_chans, width)
-        self.heat = nn.Conv2d(width, 1, 1)
-        self.edges = nn.Conv2d(width, 4, 1)
-        self.mask = nn.Conv2d(width, 1, 1)
+        wide = width + width // 2
+        layers, c = [], in_chans
+        # Dilations 1-8: a receptive field of ~60 px, a whole ship and the quay or open water around it.
+        for out, dil in ((width, 1), (width, 1), (wide, 2), (wide, 4), (wide, 8), (width, 1)):
+            layers += [nn.Conv2d(c, out, 3, padding=dil, dilation=dil), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+            c = out
+        self.body = nn.Sequential(*layers)
+        self.heat = nn.Conv2d(c, 1, 1)
+        self.edges = nn.Conv2d(c, 4, 1)
+        self.mask = nn.Conv2d(c, 1, 1)
         nn.init.constant_(self.heat.bias, _PRIOR_BIAS)
 
     @classmethod
@@ -125,7 +78,7 @@ class NativeProposer(nn.Module):
         """An untrained proposer of the shape a bundle card records."""
         return cls(card.tile_size, int(card.proposer.get("width", DEFAULT_WIDTH)),
                    mask_threshold=card.proposer.get("mask_threshold"),
-                   region_score=card.proposer.get("region_score", "max"), arch=card.proposer.get("arch", "dilated"))
+                   region_score=card.proposer.get("region_score", "max"))
 
     @property
     def needs_embeddings(self) -> bool:

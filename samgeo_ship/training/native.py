@@ -55,9 +55,7 @@ class ProposerConfig:
         random length and direction and speckle, brighter and darker alike in every band, as open water shows on real
         aerial and satellite images and synthetic scenes do not. 0: off.
     region_score: with masks "native", how a region is scored, "mean" or "max" probability (models.native.regions;
-        a card without ``proposer.region_score`` scores by "max").
-    arch: the proposer's network, "dilated" or "unet" (models.native.ARCHS; a card without ``proposer.arch`` is
-        "dilated")."""
+        a card without ``proposer.region_score`` scores by "max")."""
 
     epochs: int = 30
     batch_size: int = 32
@@ -79,7 +77,6 @@ class ProposerConfig:
     coarsen: float = 1.0
     texture: float = 0.0
     region_score: str = "mean"
-    arch: str = "dilated"
 
 
 @dataclass
@@ -209,7 +206,7 @@ class ProposerTrainer:
         self.device = resolve_device(config.device)
         self.sam_model, self.init_card = self._sam()
         tile = int(self.train_sets[0].card["tile_size"])
-        self.proposer = NativeProposer(tile, config.width, arch=config.arch).to(self.device)
+        self.proposer = NativeProposer(tile, config.width).to(self.device)
         self.recipe, self.on_epoch = recipe, on_epoch
         self.train_tiles = _load(self.train_refs, self.proposer, self.sam_model.img_size)
         self.val_tiles = _load(self.val_refs, self.proposer, self.sam_model.img_size) if self.val_refs else None
@@ -322,7 +319,7 @@ class ProposerTrainer:
             validation={k: best[k] for k in ("f1", "precision", "recall", "ships") if k in best}
             | ({"best_epoch": best_epoch, "what": f"{'ship region' if own else 'proposal'} boxes at IoU 0.5, per tile"}
                if best else {}),
-            proposer={"width": self.config.width, "arch": self.config.arch, "sam_from": Path(self.config.init).name if self.config.init else "untrained",
+            proposer={"width": self.config.width, "sam_from": Path(self.config.init).name if self.config.init else "untrained",
                       "sam_bands": list(init.bands) if init is not None else None}
             | ({"mask_threshold": best.get("mask_threshold", DEFAULT_MASK_THRESHOLD),
                 "region_score": self.config.region_score} if own else {}),
