@@ -10,14 +10,16 @@ import warnings
 import geopandas as gpd
 import numpy as np
 import pytest
+import shapely
 import torch
 
-from samgeo_ship import ShipDetector, calibrate, evaluate as evaluate_scene
+from samgeo_ship import ShipDetector, calibrate, evaluate as evaluate_scene, metrics
 from samgeo_ship.inference.predictor import own_masks
 from samgeo_ship.metrics import match
 from samgeo_ship.inference.detector import DetectWarning
 from samgeo_ship.models.bundle import load_bundle, read_card, update_card
-from samgeo_ship.models.native import DEFAULT_WIDTH, NativeProposer, decode, native_loss, native_targets, regions
+from samgeo_ship.models.native import (DEFAULT_WIDTH, NativeProposer, box_masks, decode, native_loss, native_targets,
+                                       regions)
 from samgeo_ship.models.prompter import Prompter
 from samgeo_ship.training.native import MASK_THRESHOLDS, ProposerConfig, box_f1, train_proposer
 
@@ -181,6 +183,46 @@ def test_its_own_masks_are_chosen_on_validation_and_detection_runs_no_sam(tmp_pa
     truth = gpd.read_file(write_truth(tmp_path / "truth.geojson", SMALL_HULLS)).geometry
     matched = match(list(ships.geometry), list(truth))
     assert len(ships) >= 1 and len(matched.pairs) >= 1  # a ship of the three drawn at IoU 0.5 from its own pixels
+
+
+def test_box_masks_take_the_largest_ship_region_in_each_box_or_the_box_when_it_holds_none():
+    prob = torch.full((16, 16), 0.05)
+    prob[2:5, 2:10] = 0.9  # a hull
+    prob[2:4, 12:14] = 0.8  # a smaller one, also in the first box
+    boxes = torch.tensor([[1.0, 1.0, 15.0, 6.0],  # both: the larger
+                          [0.5, 9.5, 6.2, 12.0],  # open water: the box itself, every pixel it touches
+                          [-5.0, 3.0, 11.0, 4.0]])  # past the tile's edge: clipped; the hull's part inside it
+    masks, scores = box_masks(prob, 0.5, boxes)
+    expected = torch.zeros(3, 16, 16, dtype=torch.bool)
+    expected[0, 2:5, 2:10] = True
+    expected[1, 9:12, 0:7] = True
+    expected[2, 3:4, 2:10] = True
+    assert torch.equal(masks, expected)
+    assert scores.tolist() == pytest.approx([0.9, 0.05, 0.9])
+
+
+def test_box_prompts_to_own_masks_are_answered_by_its_ship_pixels_without_sam(tmp_path, own_masks_bundle,
+                                                                                small_harbour, sam_forbidden):
+    truth = gpd.read_file(write_truth(tmp_path / "truth.geojson", SMALL_HULLS)).to_crs("EPSG:4326")
+    boxes = tmp_path / "boxes.geojson"
+    gpd.GeoDataFrame(geometry=[shapely.box(*b) for b in truth.geometry.bounds.to_numpy()],
+                     crs="EPSG:4326").to_file(boxes)  # in another CRS than the scene's
+    path = tmp_path / "b08.safetensors"
+    shutil.copy(own_masks_bundle.path, path)
+    card = read_card(path)
+    card.proposer = {**card.proposer, "sam_bands": ["B08"]}  # a SAM that never saw these bands: not asked
+    update_card(path, card)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DetectWarning)
+        ships = ShipDetector(str(path), device="cpu").detect(small_harbour, boxes=boxes)
+    assert sorted(ships["prompt"]) == [0, 1, 2]  # one polygon per box
+    truth = truth.to_crs(ships.crs).geometry.values
+    ious = [metrics.polygon_iou(g, truth[i]) for g, i in zip(ships.geometry, ships["prompt"])]
+    baseline = [metrics.polygon_iou(shapely.box(*truth[i].bounds), truth[i]) for i in ships["prompt"]]
+    assert np.mean(ious) > np.mean(baseline)  # its outlines of the hulls beat the filled boxes
+    with pytest.warns(DetectWarning, match="trained on B08"):  # point prompts still go to SAM, and say so
+        with pytest.raises(AssertionError, match="SAM ran"):
+            ShipDetector(str(path), device="cpu").detect(small_harbour, points=np.array([[500_250.0, 4_799_780.0]]))
 
 
 def test_shipseg_train_masks_native_needs_the_native_proposer(tmp_path, native_sets):

@@ -183,7 +183,7 @@ class ShipDetector:
         if not user:
             self._need_prompter()
         else:
-            self._warn_prompted_sam()
+            self._warn_prompted_sam(points=points is not None)
         with self._scene(scene) as (opened, why):
             if why is not None:
                 return self._no_ships(opened, why, progress, user)
@@ -213,10 +213,15 @@ class ShipDetector:
         """Whether the model finds ships without prompts (an official SAM checkpoint has no ship prompter)."""
         return self.card.kind != official.KIND
 
-    def _warn_prompted_sam(self) -> None:
-        """The bundle's SAM answers box and point prompts; a native bundle's proposer may read other bands than that
-        SAM was trained on (``shipseg train --masks native --bands B08`` on an RGB SAM), which then masks poorly."""
-        sam_bands = (self.card.proposer or {}).get("sam_bands")
+    def _warn_prompted_sam(self, points: bool) -> None:
+        """The bundle's SAM answers point prompts, and box prompts unless its proposer draws its own ships (then its
+        ship-pixel map answers them: inference.predictor.TilePredictor.answers_boxes); a native bundle's proposer may
+        read other bands than that SAM was trained on (``shipseg train --masks native --bands B08`` on an RGB SAM),
+        which then masks poorly."""
+        proposer = self.card.proposer or {}
+        if proposer.get("mask_threshold") is not None and not points:
+            return
+        sam_bands = proposer.get("sam_bands")
         if sam_bands and not same_bands(sam_bands, self.card.bands):
             warnings.warn(f"{self.name}: prompts are answered by its SAM, trained on {','.join(sam_bands)}, while "
                           f"the model reads {','.join(self.card.bands)}: expect poor masks", DetectWarning,

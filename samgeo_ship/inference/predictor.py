@@ -14,6 +14,7 @@ from torchvision.ops import nms
 
 from samgeo_ship.device import autocaster
 from samgeo_ship.inference.encoder import TimedEncoder
+from samgeo_ship.models.native import box_masks
 from samgeo_ship.models.shipsam import mask_boxes, model_input
 
 MASK_CHUNK = 32  # prompts decoded at once: bounds the (N, T, T) logits of a crowded tile
@@ -92,6 +93,8 @@ class TilePredictor:
         Returns per tile a list of TileDetection with (T, T) masks."""
         B, C, T, _ = images.shape
         inputs = self.inputs(images)
+        if prompts is not None and self.answers_boxes(prompts):
+            return self._own_box_masks(inputs, T, prompts)
         # A proposer that segments the ships itself needs no image embeddings (models.native's own masks).
         encode = prompts is not None or getattr(self.model.proposer, "needs_embeddings", True)
         embeddings = self.encoder(inputs) if encode else None
@@ -116,6 +119,32 @@ class TilePredictor:
                 out.append(self._decode(embeddings[b], T, boxes=boxes, scores=scores[keep], **extra))
             else:
                 out.append(self._decode_user(embeddings[b], T, prompts[b]))
+        return out
+
+    def answers_boxes(self, prompts: list[TilePrompts | None]) -> bool:
+        """Whether the model's proposer answers these prompts itself: box prompts, to a proposer that draws its own
+        ships (models.native, ``mask_threshold`` set). Its ship-pixel map reads the model's own bands, which its SAM
+        may never have seen (a near-infrared proposer on an RGB SAM), and is a ship's outline at the scene's pixels;
+        point prompts still go to SAM."""
+        own = getattr(self.model.proposer, "mask_threshold", None) is not None
+        return own and all(p is None or p.boxes is not None for p in prompts)
+
+    def _own_box_masks(self, inputs: torch.Tensor, T: int, prompts: list[TilePrompts | None]
+                       ) -> list[list[TileDetection]]:
+        """Box prompts answered by the proposer's ship-pixel map (models.native.box_masks), no SAM run; a
+        detection's score is its mask's mean probability, its ``iou_pred`` NaN."""
+        proposer = self.model.proposer
+        with self._autocast():
+            prob = proposer.ship_probability(inputs, T)
+        out = []
+        for b, p in enumerate(prompts):
+            if p is None or len(p) == 0:
+                out.append([])
+                continue
+            boxes = torch.as_tensor(p.boxes, dtype=torch.float32, device=prob.device)
+            masks, scores = box_masks(prob[b], proposer.mask_threshold, boxes)
+            out.append([TileDetection(m, float(s), float("nan"), int(i))
+                        for m, s, i in zip(masks.cpu().numpy(), scores.tolist(), p.ids)])
         return out
 
     def _conv_layout(self, embeddings: torch.Tensor, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -63,7 +63,7 @@ class NativeProposer(nn.Module):
         self.region_score = region_score  # how a region is scored (``regions``)
         wide = width + width // 2
         layers, c = [], in_chans
-        # Dilations 1-8: a receptive field of ~60 px, a whole ship and the quay or open water around it.
+        # Dilations 1-8: a receptive field of ~35 px, a whole Sentinel-2 ship and the quay or open water around it.
         for out, dil in ((width, 1), (width, 1), (wide, 2), (wide, 4), (wide, 8), (width, 1)):
             layers += [nn.Conv2d(c, out, 3, padding=dil, dilation=dil), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
             c = out
@@ -98,6 +98,12 @@ class NativeProposer(nn.Module):
         log(1 + px) and ship-pixel logits (B, 1, T, T)."""
         h = self.body(x)
         return self.heat(h), self.edges(h), self.mask(h)
+
+    def ship_probability(self, images: torch.Tensor, size: int) -> torch.Tensor:
+        """(B, 3, S, S) model inputs in [0, 255] -> (B, size, size) ship-pixel probabilities, the head's logits
+        resized (bilinear) to ``size`` pixels a side."""
+        _, _, mask = self(self.native(images).to(next(self.parameters()).dtype))
+        return F.interpolate(mask.float(), size=(size, size), mode="bilinear", align_corners=False).sigmoid()[:, 0]
 
     def proposals(self, model, embeddings: torch.Tensor, threshold: float, max_ships: int = 200,
                   images: torch.Tensor | None = None) -> list[Proposals]:
@@ -153,6 +159,29 @@ def regions(mask_logits: torch.Tensor, mask_threshold: float, scale: float, thre
         masks = inverse[None] == (order + 1)[:, None, None]
         out.append(Proposals(mask_boxes(masks)[0].float() * scale, scores[order], pixel_masks=masks))
     return out
+
+
+@torch.no_grad()
+def box_masks(prob: torch.Tensor, mask_threshold: float, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A user's box prompts answered by the ship-pixel map of one tile: (T, T) probabilities and (N, 4) boxes
+    ``x0, y0, x1, y1`` in its pixels (edges) -> (N, T, T) bool masks and (N,) scores. Per box, the largest 8-connected
+    region above ``mask_threshold`` among the pixels the box touches; where none of them is above it, the box itself,
+    filled (a box prompt says a ship is there). A score is its mask's mean probability."""
+    T = prob.shape[-1]
+    lo = boxes[:, :2].floor().clamp(0, T - 1).long()
+    hi = torch.maximum(boxes[:, 2:].ceil().clamp(0, T).long(), lo + 1)
+    masks = torch.zeros(len(boxes), T, T, dtype=torch.bool, device=prob.device)
+    for k, ((x0, y0), (x1, y1)) in enumerate(zip(lo.tolist(), hi.tolist())):
+        inside = torch.zeros(T, T, dtype=torch.bool, device=prob.device)
+        inside[y0:y1, x0:x1] = True
+        ship = inside & (prob > mask_threshold)
+        if ship.any():
+            labels = components(ship[None])[0]
+            ids, counts = torch.unique(labels[ship], return_counts=True)
+            ship = labels == ids[counts.argmax()]
+        masks[k] = ship if ship.any() else inside
+    scores = (masks.float() * prob).flatten(1).sum(1) / masks.flatten(1).sum(1).clamp(min=1)
+    return masks, scores
 
 
 def components(mask: torch.Tensor) -> torch.Tensor:
