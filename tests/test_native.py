@@ -190,15 +190,19 @@ def test_box_masks_take_the_largest_ship_region_in_each_box_or_the_box_when_it_h
     prob[2:5, 2:10] = 0.9  # a hull
     prob[2:4, 12:14] = 0.8  # a smaller one, also in the first box
     boxes = torch.tensor([[1.0, 1.0, 15.0, 6.0],  # both: the larger
-                          [0.5, 9.5, 6.2, 12.0],  # open water: the box itself, every pixel it touches
+                          [0.5, 9.5, 6.2, 12.0],  # open water: the box itself, the pixels whose centres it holds
                           [-5.0, 3.0, 11.0, 4.0]])  # past the tile's edge: clipped; the hull's part inside it
     masks, scores = box_masks(prob, 0.5, boxes)
     expected = torch.zeros(3, 16, 16, dtype=torch.bool)
     expected[0, 2:5, 2:10] = True
-    expected[1, 9:12, 0:7] = True
+    expected[1, 9:12, 0:6] = True
     expected[2, 3:4, 2:10] = True
     assert torch.equal(masks, expected)
     assert scores.tolist() == pytest.approx([0.9, 0.05, 0.9])
+    tiny, _ = box_masks(prob, 0.5, torch.tensor([[6.6, 3.1, 6.9, 3.4]]))  # between pixel centres: the one under it
+    assert tiny.sum() == 1 and tiny[0, 3, 6]
+    sliver, _ = box_masks(prob, 0.5, torch.tensor([[10.0, 8.0, 30.0, 12.0]]))  # its centre in the next tile
+    assert not sliver.any()
 
 
 def test_box_prompts_to_own_masks_are_answered_by_its_ship_pixels_without_sam(tmp_path, own_masks_bundle,

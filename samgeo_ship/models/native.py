@@ -100,10 +100,10 @@ class NativeProposer(nn.Module):
         return self.heat(h), self.edges(h), self.mask(h)
 
     def ship_probability(self, images: torch.Tensor, size: int) -> torch.Tensor:
-        """(B, 3, S, S) model inputs in [0, 255] -> (B, size, size) ship-pixel probabilities, the head's logits
-        resized (bilinear) to ``size`` pixels a side."""
+        """(B, 3, S, S) model inputs in [0, 255] -> (B, size, size) ship-pixel probabilities, resized (bilinear) to
+        ``size`` pixels a side."""
         _, _, mask = self(self.native(images).to(next(self.parameters()).dtype))
-        return F.interpolate(mask.float(), size=(size, size), mode="bilinear", align_corners=False).sigmoid()[:, 0]
+        return F.interpolate(mask.float().sigmoid(), size=(size, size), mode="bilinear", align_corners=False)[:, 0]
 
     def proposals(self, model, embeddings: torch.Tensor, threshold: float, max_ships: int = 200,
                   images: torch.Tensor | None = None) -> list[Proposals]:
@@ -165,11 +165,20 @@ def regions(mask_logits: torch.Tensor, mask_threshold: float, scale: float, thre
 def box_masks(prob: torch.Tensor, mask_threshold: float, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """A user's box prompts answered by the ship-pixel map of one tile: (T, T) probabilities and (N, 4) boxes
     ``x0, y0, x1, y1`` in its pixels (edges) -> (N, T, T) bool masks and (N,) scores. Per box, the largest 8-connected
-    region above ``mask_threshold`` among the pixels the box touches; where none of them is above it, the box itself,
-    filled (a box prompt says a ship is there). A score is its mask's mean probability."""
+    region above ``mask_threshold`` among the pixels whose centres the box holds; where none is above it, the box itself,
+    filled (a box prompt says a ship is there), by the tile that holds the box's centre only: a box across a seam is
+    answered in each tile it reaches, and the parts are joined, so a sliver of it with no ship pixels in a neighbour
+    tile stays empty rather than adding a slab of box to the ship. A score is its mask's mean probability."""
     T = prob.shape[-1]
-    lo = boxes[:, :2].floor().clamp(0, T - 1).long()
-    hi = torch.maximum(boxes[:, 2:].ceil().clamp(0, T).long(), lo + 1)
+    # The pixels whose centres the box holds; a box between centres keeps the pixel under its own centre.
+    lo = (boxes[:, :2] - 0.5).ceil()
+    hi = (boxes[:, 2:] - 0.5).floor() + 1
+    centre = ((boxes[:, :2] + boxes[:, 2:]) / 2).floor()
+    empty = hi <= lo
+    lo, hi = torch.where(empty, centre, lo), torch.where(empty, centre + 1, hi)
+    holds_centre = ((centre >= 0) & (centre < T)).all(1).tolist()
+    lo, hi = lo.clamp(0, T - 1).long(), hi.clamp(1, T).long()
+    hi = torch.maximum(hi, lo + 1)
     masks = torch.zeros(len(boxes), T, T, dtype=torch.bool, device=prob.device)
     for k, ((x0, y0), (x1, y1)) in enumerate(zip(lo.tolist(), hi.tolist())):
         inside = torch.zeros(T, T, dtype=torch.bool, device=prob.device)
@@ -179,7 +188,7 @@ def box_masks(prob: torch.Tensor, mask_threshold: float, boxes: torch.Tensor) ->
             labels = components(ship[None])[0]
             ids, counts = torch.unique(labels[ship], return_counts=True)
             ship = labels == ids[counts.argmax()]
-        masks[k] = ship if ship.any() else inside
+        masks[k] = ship if ship.any() else inside & holds_centre[k]
     scores = (masks.float() * prob).flatten(1).sum(1) / masks.flatten(1).sum(1).clamp(min=1)
     return masks, scores
 
