@@ -9,7 +9,7 @@ from samgeo_ship.models.zoo import bundled_cards
 
 def _quality(card) -> str:
     """The card's measured figures, e.g. ``f1=0.949 on harbour_s2_16bit``; "-" when it has none."""
-    figures = {k: v for k, v in card.quality.items() if k != "on"}
+    figures = {k: v for k, v in card.quality.items() if k not in ("on", "real")}
     text = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items())
     on = card.quality.get("on")
     return f"{text} on {on}" if text and on else text or "-"

@@ -56,7 +56,7 @@ def polygons_per_ship(ships, hulls):
 @pytest.mark.parametrize("tile_size, overlap", SETTINGS)
 def test_every_ship_is_one_polygon_with_any_tiling(seams, tile_size, overlap):
     path, hulls = seams
-    ships = detect_scene(path, device="cpu", tile_size=tile_size, overlap=overlap)
+    ships = detect_scene(path, DEFAULT_MODEL, device="cpu", tile_size=tile_size, overlap=overlap)
     ious = polygons_per_ship(ships, hulls)
     assert [len(k) for k in ious] == [1, 1, 1], ious
     assert min(k[0] for k in ious) > 0.7, ious  # whole ships, not halves
@@ -69,7 +69,7 @@ def test_a_box_across_a_seam_is_one_whole_ship(seams, tile_size, overlap):
     # the other side of the seam, and the two parts are one ship.
     path, hulls = seams
     boxes = np.array([h.bounds for h in hulls])
-    ships = detect_scene(path, boxes=boxes, device="cpu", tile_size=tile_size, overlap=overlap)
+    ships = detect_scene(path, DEFAULT_MODEL, boxes=boxes, device="cpu", tile_size=tile_size, overlap=overlap)
     assert sorted(ships["prompt"]) == [0, 1, 2] and (ships.geom_type == "Polygon").all()
     for prompt, geom in zip(ships["prompt"], ships.geometry):
         assert polygon_iou(geom, hulls[prompt]) > 0.75, prompt
@@ -88,13 +88,13 @@ def test_the_last_progress_event_counts_the_ships_written(seams, tmp_path, monke
     monkeypatch.setattr(detect_module, "ShipMerger", Counting)
     out = tmp_path / "ships.geojson"
     # The model's own tiling (64 px, 8 px halo): both seam ships reach past the halo, so each comes in two parts.
-    result = CliRunner().invoke(cli, ["detect", str(path), "-o", str(out), "--progress", "json", "--batch-size", "2"])
+    result = CliRunner().invoke(cli, ["detect", str(path), "-o", str(out), "--progress", "json", "--batch-size", "2",
+                                      "-m", "default"])
     assert result.exit_code == 0, result.output
     events = [json.loads(line) for line in result.stdout.splitlines()]
     progress, done = [e for e in events if e["event"] == "progress"], events[-1]
     written = len(json.loads(out.read_text())["features"])
-    # without -m, the bundled model picked comes first
-    assert {e["event"] for e in events[1:-1]} == {"progress", "plan"} and events[0]["event"] == "model"
+    assert {e["event"] for e in events[:-1]} == {"progress", "plan"}  # a model named: no zoo pick announced
     assert done["event"] == "done" and progress[-1]["tiles_done"] == progress[-1]["tiles_total"] == 9
     assert progress[-1]["ships"] == done["ships"] == written == 3
     assert all(e["ships"] <= written for e in progress)

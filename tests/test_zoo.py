@@ -66,6 +66,19 @@ def test_bands_decide_between_models_that_both_fit(bundled, tmp_path):
         (bundled / "nir.safetensors").unlink()
 
 
+def test_a_model_measured_on_real_imagery_comes_before_a_nearer_one_measured_on_synthetic_scenes(bundled):
+    card = BundleCard("sam_tiny", ["B08"], 8.0, 64, 8, quality={"f1": 0.23, "on": "real ports", "real": True})
+    save_bundle(ShipSam.from_config("sam_tiny"), card, bundled / "nir.safetensors")
+    try:
+        assert zoo.choose_model(10.0, [*BANDS, "B08"]).name == "nir.safetensors"  # s2 is nearer, measured on synthetic
+        assert zoo.choose_model(10.0, BANDS).name == "s2.safetensors"  # no B08: bands come first
+        result = run_cli("models")
+        row = next(line for line in result.output.splitlines() if "nir.safetensors" in line)
+        assert row.rstrip().endswith("f1=0.23 on real ports")
+    finally:
+        (bundled / "nir.safetensors").unlink()
+
+
 def test_detector_for_scene_picks_and_says(bundled, tmp_path):
     s2 = ShipDetector.for_scene(scene(tmp_path, 10.0, BANDS), device="cpu")
     assert s2.name == "s2.safetensors" and s2.choice == "Model: s2.safetensors (10 m, B04,B03,B02) for a 10 m scene"
@@ -129,7 +142,8 @@ def test_m_takes_a_bundled_models_name(bundled, tmp_path, monkeypatch):
 
 def test_the_bundled_zoo_gives_a_near_infrared_only_scene_its_model_which_runs_no_sam(tmp_path, sam_forbidden):
     assert zoo.choose_model(10.0, ["B08", "B11"]).name == "s2_nir.safetensors"
-    assert zoo.choose_model(10.0, ["B04", "B03", "B02", "B08"]).name == "default.safetensors"  # the samples' choice
+    # Measured on real ports, it comes before the default (synthetic samples) wherever the scene has B08.
+    assert zoo.choose_model(10.0, ["B04", "B03", "B02", "B08"]).name == "s2_nir.safetensors"
     assert zoo.choose_model(10.0, RGB).name == "default.safetensors"
     rng = np.random.default_rng(3)
     data = rng.integers(300, 500, (2, 96, 96)).astype(np.uint16)  # water, dark in near and short-wave infrared

@@ -47,15 +47,17 @@ def resolution_band(model_m: float) -> tuple[float, float]:
 
 
 def fitting_models(pixel_size_m: float, band_names=None) -> list[tuple[Path, BundleCard]]:
-    """The bundled models that read a scene of ``pixel_size_m`` m pixels (within their resolution band), nearest
-    first in log-ratio of pixel sizes; those whose bands the scene has (by name, Sentinel-2 and colour names alike)
-    before the others. ``band_names``: the scene's band descriptions; None or all empty: bands unchecked."""
+    """The bundled models that read a scene of ``pixel_size_m`` m pixels (within their resolution band): those
+    whose bands the scene has (by name, Sentinel-2 and colour names alike) first, then those measured on real imagery
+    (card ``quality.real``: a model's figures on synthetic scenes say little about real ones, and the user's scene is
+    real), then nearest in log-ratio of pixel sizes. ``band_names``: the scene's band descriptions; None or all
+    empty: bands unchecked."""
     fits = []
     for path, card in bundled_cards():
         low, high = resolution_band(card.pixel_size_m)
         if low <= pixel_size_m <= high:
-            fits.append((not _has_bands(band_names, card.bands), _distance(pixel_size_m, card), path.name, path,
-                         card))
+            fits.append((not _has_bands(band_names, card.bands), card.quality.get("real") is not True,
+                         _distance(pixel_size_m, card), path.name, path, card))
     return [(path, card) for *_, path, card in sorted(fits)]
 
 
