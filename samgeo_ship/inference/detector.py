@@ -218,10 +218,9 @@ class ShipDetector:
         ship-pixel map answers them: inference.predictor.TilePredictor.answers_boxes); a native bundle's proposer may
         read other bands than that SAM was trained on (``shipseg train --masks native --bands B08`` on an RGB SAM),
         which then masks poorly."""
-        proposer = self.card.proposer or {}
-        if proposer.get("mask_threshold") is not None and not points:
+        if getattr(self.model.proposer, "draws_ships", False) and not points:
             return
-        sam_bands = proposer.get("sam_bands")
+        sam_bands = (self.card.proposer or {}).get("sam_bands")
         if sam_bands and not same_bands(sam_bands, self.card.bands):
             warnings.warn(f"{self.name}: prompts are answered by its SAM, trained on {','.join(sam_bands)}, while "
                           f"the model reads {','.join(self.card.bands)}: expect poor masks", DetectWarning,

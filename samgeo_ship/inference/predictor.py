@@ -123,10 +123,10 @@ class TilePredictor:
 
     def answers_boxes(self, prompts: list[TilePrompts | None]) -> bool:
         """Whether the model's proposer answers these prompts itself: box prompts, to a proposer that draws its own
-        ships (models.native, ``mask_threshold`` set). Its ship-pixel map reads the model's own bands, which its SAM
+        ships (models.native.NativeProposer.draws_ships). Its ship-pixel map reads the model's own bands, which its SAM
         may never have seen (a near-infrared proposer on an RGB SAM), and is a ship's outline at the scene's pixels;
         point prompts still go to SAM."""
-        own = getattr(self.model.proposer, "mask_threshold", None) is not None
+        own = getattr(self.model.proposer, "draws_ships", False)
         return own and all(p is None or p.boxes is not None for p in prompts)
 
     def _own_box_masks(self, inputs: torch.Tensor, T: int, prompts: list[TilePrompts | None]

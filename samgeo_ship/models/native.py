@@ -81,9 +81,15 @@ class NativeProposer(nn.Module):
                    region_score=card.proposer.get("region_score", "max"))
 
     @property
+    def draws_ships(self) -> bool:
+        """Whether it finds and outlines the ships itself (``mask_threshold`` set): its regions are the detections,
+        and its ship-pixel map answers box prompts (``box_masks``)."""
+        return self.mask_threshold is not None
+
+    @property
     def needs_embeddings(self) -> bool:
         """Whether detection must encode the tiles: only for SAM's decoder, which its own masks do without."""
-        return self.mask_threshold is None
+        return not self.draws_ships
 
     def native(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) model inputs in [0, 255] -> (B, 3, T, T) in [-1, 1] at the model's own pixels (T =
@@ -99,10 +105,14 @@ class NativeProposer(nn.Module):
         h = self.body(x)
         return self.heat(h), self.edges(h), self.mask(h)
 
+    def _heads(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``forward`` on (B, 3, S, S) model inputs in [0, 255]."""
+        return self(self.native(images).to(next(self.parameters()).dtype))
+
     def ship_probability(self, images: torch.Tensor, size: int) -> torch.Tensor:
         """(B, 3, S, S) model inputs in [0, 255] -> (B, size, size) ship-pixel probabilities, resized (bilinear) to
         ``size`` pixels a side."""
-        _, _, mask = self(self.native(images).to(next(self.parameters()).dtype))
+        _, _, mask = self._heads(images)
         return F.interpolate(mask.float().sigmoid(), size=(size, size), mode="bilinear", align_corners=False)[:, 0]
 
     def proposals(self, model, embeddings: torch.Tensor, threshold: float, max_ships: int = 200,
@@ -112,9 +122,9 @@ class NativeProposer(nn.Module):
         (``regions``), each with its ``pixel_masks`` at native pixels."""
         if images is None:
             raise ValueError("the native proposer looks at the pixels: pass the model-input images")
-        heat, edges, mask = self(self.native(images).to(next(self.parameters()).dtype))
+        heat, edges, mask = self._heads(images)
         scale = images.shape[-1] / self.tile_size
-        if self.mask_threshold is not None:
+        if self.draws_ships:
             return regions(mask, self.mask_threshold, scale, threshold, max_ships, self.region_score)
         return decode(heat, edges, scale, threshold, max_ships)
 
